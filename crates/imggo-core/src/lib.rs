@@ -1,0 +1,54 @@
+//! # imggo-core
+//!
+//! The leaf crate of imggo-rs: the ImgGo API's wire types (both the server's and the
+//! docs' dialects), the one [`Error`] type, content hashing and cache keys, deterministic
+//! idempotency keys, rate-limit header parsing and batch metrics. No async runtime and no
+//! HTTP stack: every other imggo crate builds on this one.
+//!
+//! ```
+//! use imggo_core::{ContentHash, IdempotencyKey, Job, JobStatus, Envelope};
+//!
+//! // Both dialects of a job parse into one type.
+//! let server: Envelope<Job> = serde_json::from_str(
+//!     r#"{"success":true,"data":{"id":"j1","status":"succeeded","manifest":{"total":12.5}}}"#,
+//! ).unwrap();
+//! let docs: Job = serde_json::from_str(
+//!     r#"{"job_id":"j1","status":"completed","result":{"total":12.5}}"#,
+//! ).unwrap();
+//! assert_eq!(server.data.status, JobStatus::Succeeded);
+//! assert_eq!(server.data.manifest, docs.manifest);
+//!
+//! // The same image and pattern always give the same idempotency key.
+//! let hash = ContentHash::of(b"...image bytes...");
+//! let key = IdempotencyKey::derive("pattern-id", &hash, None);
+//! assert!(key.as_str().starts_with("imggo-"));
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod account;
+pub mod envelope;
+pub mod error;
+pub mod hash;
+pub mod idempotency;
+pub mod job;
+pub mod metrics;
+pub mod pattern;
+pub mod policy;
+pub mod ratelimit;
+pub mod secret;
+pub mod time;
+pub mod webhook;
+
+pub use account::{BurstLimit, Health, Usage, UsageLimits, UsageRequests};
+pub use envelope::{Envelope, ErrorBody, MessageResponse, Page, Pagination, QuotaLimit};
+pub use error::{ApiError, Error, ErrorCode, Result, TransportKind};
+pub use hash::{CacheKey, ContentHash, SettingsFingerprint};
+pub use idempotency::IdempotencyKey;
+pub use job::{IngestRequest, IngestResponse, Job, JobError, JobStatus, Manifest, ResultFormat};
+pub use metrics::{Alert, AlertRules, LatencySummary, Outcome, Severity, Snapshot, Tracker};
+pub use pattern::{CreatePattern, ListPatterns, Pattern, PatternFormat, UpdatePattern};
+pub use policy::{RateLimitObserver, RetryPolicy};
+pub use ratelimit::{Quota, RateLimitInfo};
+pub use secret::Secret;
+pub use webhook::{CreateWebhook, EventKind, Webhook, WebhookEvent};
