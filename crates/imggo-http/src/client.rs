@@ -1,0 +1,298 @@
+//! [`Client`] and the one request path every endpoint goes through: per-attempt and total
+//! timeouts, retries through the [`RetryPolicy`], gzip, rate-limit observation and typed
+//! errors.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::header::{
+    ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT,
+};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use imggo_core::{Error, RateLimitInfo, RateLimitObserver, RetryPolicy, TransportKind};
+
+use crate::builder::ClientBuilder;
+use crate::transport::{decode_content, map_body_error, map_client_error, MAX_WIRE_BODY};
+
+type Pool = hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// A client of the ImgGo API. Cheap to clone: clones share one connection pool, one retry
+/// policy and one observer.
+///
+/// Every method sends `Authorization: Bearer`, `Accept-Encoding: gzip` (bodies are
+/// inflated transparently), retries what [`Error::is_retryable`] allows through the
+/// configured [`RetryPolicy`], reports each response's rate-limit headers to the
+/// [`RateLimitObserver`], and returns [`Error`]s that keep the response's `X-Request-ID`.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+    pub(crate) base: Arc<str>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) http: Pool,
+    pub(crate) auth: HeaderValue,
+    pub(crate) user_agent: HeaderValue,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) attempt_timeout: Duration,
+    pub(crate) total_timeout: Duration,
+    pub(crate) retry: Arc<dyn RetryPolicy>,
+    pub(crate) observer: Option<Arc<dyn RateLimitObserver>>,
+    pub(crate) quota_cap: Duration,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base_url", &self.base)
+            .field("api_key", &"[redacted]")
+            .field("connect_timeout", &self.inner.connect_timeout)
+            .field("attempt_timeout", &self.inner.attempt_timeout)
+            .field("total_timeout", &self.inner.total_timeout)
+            .field("quota_cap", &self.inner.quota_cap)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which failures a call may be repeated after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RetryMode {
+    /// Reads, deletes, updates and ingests (which carry an idempotency key): anything
+    /// the policy allows.
+    Idempotent,
+    /// Creates without a key: only failures where the server surely did nothing
+    /// (connection refused, 429).
+    Unsafe,
+    /// One attempt.
+    Never,
+}
+
+impl RetryMode {
+    fn allows(self, e: &Error) -> bool {
+        match self {
+            Self::Idempotent => true,
+            Self::Unsafe => {
+                e.is_rate_limited()
+                    || matches!(
+                        e,
+                        Error::Transport {
+                            kind: TransportKind::Connect,
+                            ..
+                        }
+                    )
+                    || matches!(
+                        e,
+                        Error::Timeout {
+                            what: "connect",
+                            ..
+                        }
+                    )
+            }
+            Self::Never => false,
+        }
+    }
+}
+
+/// One logical request.
+pub(crate) struct Call<'a> {
+    pub(crate) method: Method,
+    /// Absolute URL.
+    pub(crate) url: String,
+    pub(crate) body: Option<(Bytes, &'a str)>,
+    pub(crate) idempotency_key: Option<&'a str>,
+    pub(crate) retry: RetryMode,
+    /// A non-2xx status whose body is still the answer (`_health` says 503 when degraded).
+    pub(crate) also_ok: Option<u16>,
+}
+
+impl<'a> Call<'a> {
+    pub(crate) fn new(method: Method, url: String) -> Self {
+        let retry = if method == Method::POST {
+            RetryMode::Unsafe
+        } else {
+            RetryMode::Idempotent
+        };
+        Self {
+            method,
+            url,
+            body: None,
+            idempotency_key: None,
+            retry,
+            also_ok: None,
+        }
+    }
+
+    pub(crate) fn json(mut self, body: Bytes) -> Self {
+        self.body = Some((body, "application/json"));
+        self
+    }
+}
+
+/// A successful response, body inflated.
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+    pub(crate) attempts: u32,
+}
+
+impl Reply {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl Client {
+    /// A builder with the defaults of [`ClientBuilder`].
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    pub(crate) fn from_parts(inner: Arc<Inner>, base: Arc<str>) -> Self {
+        Self { inner, base }
+    }
+
+    /// The API base URL this client talks to (no trailing slash).
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// This client's pool and settings, aimed at another base URL (a regional endpoint).
+    pub fn with_base_url(&self, url: &str) -> Result<Client, Error> {
+        Ok(Self {
+            inner: self.inner.clone(),
+            base: crate::builder::normalize_base_url(url)?,
+        })
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        let mut s = String::with_capacity(self.base.len() + path.len());
+        s.push_str(&self.base);
+        s.push_str(path);
+        s
+    }
+
+    /// Runs a call to completion: attempts, backoff, total deadline.
+    pub(crate) async fn execute(&self, call: Call<'_>) -> Result<Reply, Error> {
+        let total = self.inner.total_timeout;
+        match tokio::time::timeout(total, self.attempts(&call)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout {
+                what: "total",
+                after: total,
+            }),
+        }
+    }
+
+    async fn attempts(&self, call: &Call<'_>) -> Result<Reply, Error> {
+        let uri: Uri = call.url.parse().map_err(|e| Error::InvalidInput {
+            input: format!("URL {:?}", call.url),
+            reason: format!("{e}"),
+        })?;
+        let start = Instant::now();
+        let mut failures = 0u32;
+        loop {
+            let err = match self.attempt(call, uri.clone()).await {
+                Ok(mut reply) => {
+                    self.inner.retry.on_success();
+                    reply.attempts = failures + 1;
+                    return Ok(reply);
+                }
+                Err(e) => e,
+            };
+            failures += 1;
+            if !call.retry.allows(&err) {
+                return Err(err);
+            }
+            let elapsed = start.elapsed();
+            let Some(delay) = self.inner.retry.next_delay(failures, elapsed, &err) else {
+                return Err(err);
+            };
+            // Sleeping past the total deadline would only turn this error into a timeout.
+            if elapsed + delay >= self.inner.total_timeout {
+                return Err(err);
+            }
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn attempt(&self, call: &Call<'_>, uri: Uri) -> Result<Reply, Error> {
+        let inner = &*self.inner;
+        let body = call
+            .body
+            .as_ref()
+            .map(|(b, _)| b.clone())
+            .unwrap_or_default();
+        let mut req = Request::new(Full::new(body));
+        *req.method_mut() = call.method.clone();
+        *req.uri_mut() = uri;
+        let h = req.headers_mut();
+        h.insert(AUTHORIZATION, inner.auth.clone());
+        h.insert(USER_AGENT, inner.user_agent.clone());
+        h.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        h.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        if let Some((_, ct)) = &call.body {
+            h.insert(
+                CONTENT_TYPE,
+                HeaderValue::try_from(*ct).map_err(|_| Error::InvalidInput {
+                    input: "content type".into(),
+                    reason: format!("{ct:?} is not a header value"),
+                })?,
+            );
+        }
+        if let Some(k) = call.idempotency_key {
+            // IdempotencyKey only holds [A-Za-z0-9_-], always a valid header value.
+            if let Ok(v) = HeaderValue::try_from(k) {
+                h.insert(IDEMPOTENCY_KEY.clone(), v);
+            }
+        }
+
+        let exchange = async {
+            let resp = inner
+                .http
+                .request(req)
+                .await
+                .map_err(|e| map_client_error(&e, inner.connect_timeout))?;
+            let (parts, body) = resp.into_parts();
+            let body = Limited::new(body, MAX_WIRE_BODY)
+                .collect()
+                .await
+                .map_err(|e| map_body_error(&*e))?
+                .to_bytes();
+            Ok::<_, Error>((parts, body))
+        };
+        let (parts, body) = tokio::time::timeout(inner.attempt_timeout, exchange)
+            .await
+            .map_err(|_| Error::Timeout {
+                what: "attempt",
+                after: inner.attempt_timeout,
+            })??;
+
+        let headers = parts.headers;
+        let lookup = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+        if let Some(obs) = &inner.observer {
+            if let Some(info) = RateLimitInfo::from_headers(lookup, SystemTime::now()) {
+                obs.observe(&info);
+            }
+        }
+        let body = decode_content(lookup(CONTENT_ENCODING.as_str()), body)?;
+        let status = parts.status.as_u16();
+        if parts.status.is_success() || call.also_ok == Some(status) {
+            Ok(Reply {
+                status,
+                headers,
+                body,
+                attempts: 1,
+            })
+        } else {
+            Err(Error::from_response(status, lookup, &body, inner.quota_cap))
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! Pieces below the typed API: mapping hyper errors onto [`Error`], gzip bodies, the
+//! `{success, data}` envelope and path segments.
+
+use std::error::Error as StdError;
+use std::io::Read;
+use std::time::Duration;
+
+use imggo_core::{Envelope, Error, TransportKind};
+use serde::de::DeserializeOwned;
+
+/// Largest response body read off the wire.
+pub(crate) const MAX_WIRE_BODY: usize = 32 << 20;
+/// Largest response body after gzip decompression (a gzip bomb stops here).
+pub(crate) const MAX_DECODED_BODY: usize = 64 << 20;
+
+/// Maps an error of the pooled client (connect, send, read head) onto [`Error`].
+pub(crate) fn map_client_error(
+    e: &hyper_util::client::legacy::Error,
+    connect_timeout: Duration,
+) -> Error {
+    if e.is_connect() && has_io_kind(e, &[std::io::ErrorKind::TimedOut]) {
+        return Error::Timeout {
+            what: "connect",
+            after: connect_timeout,
+        };
+    }
+    let kind = if e.is_connect() {
+        TransportKind::Connect
+    } else {
+        classify(e)
+    };
+    Error::Transport {
+        kind,
+        message: chain(e),
+    }
+}
+
+/// Maps an error while reading a response body onto [`Error`].
+pub(crate) fn map_body_error(e: &(dyn StdError + Send + Sync + 'static)) -> Error {
+    if e.downcast_ref::<http_body_util::LengthLimitError>()
+        .is_some()
+    {
+        return Error::Decode {
+            what: "response body".into(),
+            message: format!("larger than {MAX_WIRE_BODY} bytes"),
+        };
+    }
+    Error::Transport {
+        kind: classify(e),
+        message: chain(e),
+    }
+}
+
+/// Resets, early closes and truncated messages are `ConnectionReset` (retryable); TLS
+/// failures are `Tls`; anything else is `Other`.
+fn classify(e: &(dyn StdError + 'static)) -> TransportKind {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() || h.is_closed() || h.is_canceled() {
+                return TransportKind::ConnectionReset;
+            }
+        }
+        if err.downcast_ref::<rustls::Error>().is_some() {
+            return TransportKind::Tls;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            if matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+            ) {
+                return TransportKind::ConnectionReset;
+            }
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+            {
+                return TransportKind::Tls;
+            }
+        }
+        cur = err.source();
+    }
+    TransportKind::Other
+}
+
+fn has_io_kind(e: &(dyn StdError + 'static), kinds: &[std::io::ErrorKind]) -> bool {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if kinds.contains(&io.kind()) {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// "outer: inner: innermost", without repeating a message that a wrapper already shows.
+fn chain(e: &(dyn StdError + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        let s = err.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = err.source();
+    }
+    out
+}
+
+/// Undoes a `Content-Encoding` (only gzip is asked for); caps the inflated size.
+pub(crate) fn decode_content(
+    encoding: Option<&str>,
+    body: bytes::Bytes,
+) -> Result<bytes::Bytes, Error> {
+    let Some(enc) = encoding.map(str::trim).filter(|e| !e.is_empty()) else {
+        return Ok(body);
+    };
+    if enc.eq_ignore_ascii_case("identity") {
+        return Ok(body);
+    }
+    if !(enc.eq_ignore_ascii_case("gzip") || enc.eq_ignore_ascii_case("x-gzip")) {
+        return Err(Error::Decode {
+            what: "response body".into(),
+            message: format!("unsupported Content-Encoding {enc:?} (only gzip was offered)"),
+        });
+    }
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(MAX_DECODED_BODY));
+    flate2::read::MultiGzDecoder::new(&body[..])
+        .take(MAX_DECODED_BODY as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| Error::Decode {
+            what: "gzip response body".into(),
+            message: e.to_string(),
+        })?;
+    if out.len() > MAX_DECODED_BODY {
+        return Err(Error::Decode {
+            what: "gzip response body".into(),
+            message: format!("inflates to more than {MAX_DECODED_BODY} bytes"),
+        });
+    }
+    Ok(out.into())
+}
+
+/// Decodes `{success, data: T}`, or a bare `T` (the docs' dialect and `_health`).
+pub(crate) fn decode<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, Error> {
+    match serde_json::from_slice::<Envelope<T>>(body) {
+        Ok(env) => Ok(env.data),
+        Err(enveloped) => serde_json::from_slice::<T>(body).map_err(|bare| Error::Decode {
+            what: what.to_owned(),
+            message: format!("{enveloped}; as a bare object: {bare}"),
+        }),
+    }
+}
+
+/// Serialises a request body; `what` names it in the error.
+pub(crate) fn json_body<T: serde::Serialize>(what: &str, v: &T) -> Result<bytes::Bytes, Error> {
+    serde_json::to_vec(v)
+        .map(Into::into)
+        .map_err(|e| Error::InvalidInput {
+            input: what.to_owned(),
+            reason: e.to_string(),
+        })
+}
+
+/// Percent-encodes one path segment (an id is opaque: it may hold `/`, `?` or spaces).
+pub(crate) fn segment(what: &str, id: &str) -> Result<String, Error> {
+    if id.is_empty() {
+        return Err(Error::InvalidInput {
+            input: what.to_owned(),
+            reason: "is empty".into(),
+        });
+    }
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn gzip_round_trip_and_identity() {
+        let z = gzip(b"{\"a\":1}");
+        assert_eq!(
+            &decode_content(Some("gzip"), z.into()).unwrap()[..],
+            b"{\"a\":1}"
+        );
+        assert_eq!(&decode_content(None, "x".into()).unwrap()[..], b"x");
+        assert_eq!(
+            &decode_content(Some("identity"), "x".into()).unwrap()[..],
+            b"x"
+        );
+        assert!(matches!(
+            decode_content(Some("br"), "x".into()),
+            Err(Error::Decode { .. })
+        ));
+        assert!(matches!(
+            decode_content(Some("gzip"), "not gzip".into()),
+            Err(Error::Decode { .. })
+        ));
+    }
+
+    #[test]
+    fn gzip_bomb_is_capped() {
+        // A small compressed body that inflates past the cap.
+        let z = gzip(&vec![0u8; MAX_DECODED_BODY + 10]);
+        assert!(z.len() < MAX_WIRE_BODY / 8, "{}", z.len());
+        let e = decode_content(Some("gzip"), z.into()).unwrap_err();
+        assert!(e.to_string().contains("inflates to more than"), "{e}");
+    }
+
+    #[test]
+    fn envelope_or_bare() {
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        struct T {
+            a: u32,
+        }
+        assert_eq!(
+            decode::<T>(br#"{"success":true,"data":{"a":1}}"#, "t").unwrap(),
+            T { a: 1 }
+        );
+        assert_eq!(decode::<T>(br#"{"a":2}"#, "t").unwrap(), T { a: 2 });
+        let e = decode::<T>(b"<html>", "the thing").unwrap_err();
+        assert!(e.to_string().contains("the thing"), "{e}");
+    }
+
+    #[test]
+    fn segments_are_escaped() {
+        assert_eq!(segment("id", "abc-1_2.3~").unwrap(), "abc-1_2.3~");
+        assert_eq!(segment("id", "a/b c?").unwrap(), "a%2Fb%20c%3F");
+        assert!(matches!(
+            segment("job id", ""),
+            Err(Error::InvalidInput { .. })
+        ));
+    }
+}
