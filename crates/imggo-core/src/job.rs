@@ -231,6 +231,29 @@ pub struct Job {
     pub extras: Option<Value>,
 }
 
+impl Job {
+    /// A job with only an id and a status (every other field empty), e.g. to represent a
+    /// result learned from a webhook or a duplicate-key ingest answer.
+    pub fn new(id: impl Into<String>, status: JobStatus) -> Self {
+        Self {
+            id: id.into(),
+            pattern_id: None,
+            image_url: None,
+            status,
+            manifest: None,
+            error: None,
+            latency_ms: None,
+            created_at: None,
+            updated_at: None,
+            started_at: None,
+            completed_at: None,
+            idempotency_key: None,
+            requested_by: None,
+            extras: None,
+        }
+    }
+}
+
 /// Body of a JSON ingest (`POST /api/patterns/{id}/ingest` with `image_url`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IngestRequest {
