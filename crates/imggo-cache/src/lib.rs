@@ -1,0 +1,42 @@
+//! # imggo-cache
+//!
+//! Content-addressed caches of ImgGo results, keyed by [`imggo_core::CacheKey`] (content
+//! hash, pattern id and version, settings fingerprint), behind one [`Cache`] trait:
+//!
+//! - [`MemoryCache`]: in-process, bounded by entries and bytes, per-entry TTL.
+//! - [`FileCache`]: one directory, atomic writes, checksummed entries, several processes.
+//!
+//! Every store keeps the never-fail contract documented on [`Cache`]: a broken store is a
+//! miss, counted in [`CacheStats`] and logged, and never stops a batch.
+//!
+//! ```
+//! use std::{sync::Arc, time::Duration};
+//! use imggo_cache::{Cache, CachedResult, MemoryCache};
+//! use imggo_core::{CacheKey, ContentHash, Manifest, SettingsFingerprint};
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let cache: Arc<dyn Cache> = Arc::new(MemoryCache::default());
+//! let key = CacheKey::new(ContentHash::of(b"image bytes"), "pat-1", 3, SettingsFingerprint::of("q=85"));
+//! let result = CachedResult::new(Manifest::Json(Default::default()), Some("job-1".into()), 3);
+//!
+//! assert!(cache.get(&key).await.is_none());
+//! cache.put(&key, Arc::new(result.clone()), Duration::from_secs(3600)).await;
+//! assert_eq!(cache.get(&key).await.as_deref(), Some(&result));
+//! assert_eq!(cache.stats().await.hits, 1);
+//! # });
+//! ```
+
+#![warn(missing_docs)]
+
+mod cache;
+mod entry;
+mod error;
+pub mod file;
+pub mod memory;
+mod value;
+
+pub use cache::Cache;
+pub use error::CacheError;
+pub use file::{FileCache, FileCacheConfig, SweepReport};
+pub use memory::{MemoryCache, MemoryCacheConfig};
+pub use value::{CacheStats, CachedResult, Invalidation};
