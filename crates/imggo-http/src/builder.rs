@@ -234,6 +234,7 @@ impl ClientBuilder {
                     .unwrap_or_else(|| Arc::new(DefaultRetry::default())),
                 observer: self.observer,
                 quota_cap: self.quota_cap,
+                counters: Default::default(),
             }),
             base,
         ))

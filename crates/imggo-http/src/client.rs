@@ -3,6 +3,7 @@
 //! errors.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -46,6 +47,32 @@ pub(crate) struct Inner {
     pub(crate) retry: Arc<dyn RetryPolicy>,
     pub(crate) observer: Option<Arc<dyn RateLimitObserver>>,
     pub(crate) quota_cap: Duration,
+    pub(crate) counters: Counters,
+}
+
+/// Live counters behind [`TransportStats`].
+#[derive(Default)]
+pub(crate) struct Counters {
+    calls: AtomicU64,
+    attempts: AtomicU64,
+    gzip_responses: AtomicU64,
+    wire_bytes: AtomicU64,
+    body_bytes: AtomicU64,
+}
+
+/// What a [`Client`] (and all its clones) has done so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TransportStats {
+    /// Logical calls (one per method call; retries not counted).
+    pub calls: u64,
+    /// HTTP attempts, retries included.
+    pub attempts: u64,
+    /// Responses that arrived gzip-compressed.
+    pub gzip_responses: u64,
+    /// Response body bytes as received.
+    pub wire_bytes: u64,
+    /// Response body bytes after decompression.
+    pub body_bytes: u64,
 }
 
 impl fmt::Debug for Client {
@@ -179,8 +206,22 @@ impl Client {
         s
     }
 
+    /// Counters of calls, attempts and gzip use, shared by all clones of this client.
+    pub fn transport_stats(&self) -> TransportStats {
+        let c = &self.inner.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        TransportStats {
+            calls: get(&c.calls),
+            attempts: get(&c.attempts),
+            gzip_responses: get(&c.gzip_responses),
+            wire_bytes: get(&c.wire_bytes),
+            body_bytes: get(&c.body_bytes),
+        }
+    }
+
     /// Runs a call to completion: attempts, backoff, total deadline.
     pub(crate) async fn execute(&self, call: Call<'_>) -> Result<Reply, Error> {
+        self.inner.counters.calls.fetch_add(1, Ordering::Relaxed);
         let total = self.inner.total_timeout;
         match tokio::time::timeout(total, self.attempts(&call)).await {
             Ok(r) => r,
@@ -225,6 +266,7 @@ impl Client {
 
     async fn attempt(&self, call: &Call<'_>, uri: Uri) -> Result<Reply, Error> {
         let inner = &*self.inner;
+        inner.counters.attempts.fetch_add(1, Ordering::Relaxed);
         let body = call
             .body
             .as_ref()
@@ -282,7 +324,15 @@ impl Client {
                 obs.observe(&info);
             }
         }
-        let body = decode_content(lookup(CONTENT_ENCODING.as_str()), body)?;
+        let wire = body.len() as u64;
+        let encoding = lookup(CONTENT_ENCODING.as_str());
+        let body = decode_content(encoding, body)?;
+        let c = &inner.counters;
+        if encoding.is_some_and(|e| e.trim().eq_ignore_ascii_case("gzip")) {
+            c.gzip_responses.fetch_add(1, Ordering::Relaxed);
+        }
+        c.wire_bytes.fetch_add(wire, Ordering::Relaxed);
+        c.body_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
         let status = parts.status.as_u16();
         if parts.status.is_success() || call.also_ok == Some(status) {
             Ok(Reply {

@@ -43,7 +43,7 @@ mod sniff;
 mod transport;
 
 pub use builder::{ClientBuilder, TlsRoots, API_KEY_ENV, DEFAULT_BASE_URL};
-pub use client::Client;
+pub use client::{Client, TransportStats};
 pub use ingest::{Accepted, IngestOptions, MAX_UPLOAD_BYTES};
 pub use jobs::{FormattedResult, PollPolicy};
 pub use receiver::{ReceiverOptions, ReceiverStats, WebhookReceiver};

@@ -1,0 +1,350 @@
+//! Retries, rate limits and polling against an emulator that injects faults: no retry
+//! ever creates a second job, 429s wait at least Retry-After, an exhausted quota fails at
+//! once, and polling works in both status dialects.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use imggo_core::{ContentHash, Error, JobStatus, Manifest};
+use imggo_emulator::{Config, Dialect, Faults, LatencyModel, Limits};
+use imggo_http::{IngestOptions, PollPolicy};
+
+fn poll(deadline: Duration) -> PollPolicy {
+    PollPolicy {
+        first: Duration::from_millis(5),
+        factor: 1.5,
+        max_interval: Duration::from_millis(40),
+        deadline,
+    }
+}
+
+#[tokio::test]
+async fn injected_500s_and_503s_are_retried_without_duplicate_jobs() {
+    let faults = Faults {
+        fail_500: 0.35,
+        fail_503: 0.1,
+        ..Default::default()
+    };
+    let emu = emulator(Config::default().faults(faults).seed(11)).await;
+    let pattern = emu.create_pattern("P", None);
+    let c = client(&emu);
+    let images = small_images(6);
+    let mut job_ids = Vec::new();
+    let mut retried = 0;
+    for (name, bytes) in &images {
+        let a = c
+            .ingest_bytes(
+                &pattern.id,
+                bytes.clone(),
+                IngestOptions {
+                    file_name: Some(name.clone()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        retried += a.attempts - 1;
+        job_ids.push(a.response.job_id);
+    }
+    let s = emu.stats();
+    assert!(
+        s.faults.http_500 > 0 && s.faults.http_503 > 0,
+        "the seed injects both: {:?}",
+        s.faults
+    );
+    assert!(retried > 0);
+    assert_eq!(s.jobs_created, images.len() as u64, "one job per image");
+    for (name, bytes) in &images {
+        assert_eq!(
+            s.ingests_of(&ContentHash::of(bytes).to_string()),
+            1,
+            "{name} reached the handler once"
+        );
+    }
+    job_ids.sort();
+    job_ids.dedup();
+    assert_eq!(job_ids.len(), images.len());
+    // Reads retry the same way.
+    for id in &job_ids {
+        assert_eq!(
+            c.wait_for_job(id, &poll(Duration::from_secs(20)))
+                .await
+                .unwrap()
+                .status,
+            JobStatus::Succeeded
+        );
+    }
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn dropped_connections_are_retried_with_the_same_key() {
+    let faults = Faults {
+        drop: 0.4,
+        ..Default::default()
+    };
+    let emu = emulator(Config::default().faults(faults).seed(3)).await;
+    let pattern = emu.create_pattern("P", None);
+    let c = client(&emu);
+    let images = small_images(8);
+    for (name, bytes) in &images {
+        c.ingest_bytes(&pattern.id, bytes.clone(), IngestOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    let s = emu.stats();
+    assert!(s.faults.dropped > 0, "{:?}", s.faults);
+    assert!(
+        s.ingests_replayed > 0,
+        "a response was lost after the job was made, and the retry found it"
+    );
+    assert_eq!(
+        s.jobs_created,
+        images.len() as u64,
+        "no dropped response produced a second job"
+    );
+    let total: u64 = images
+        .iter()
+        .map(|(_, b)| s.ingests_of(&ContentHash::of(b).to_string()))
+        .sum();
+    assert_eq!(total, images.len() as u64 + s.ingests_replayed);
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_429_waits_at_least_retry_after() {
+    let limits = Limits {
+        min_gap: Some(Duration::from_millis(600)),
+        ..Default::default()
+    };
+    let emu = emulator(Config::default().limits(limits)).await;
+    let pattern = emu.create_pattern("P", None);
+    let c = client(&emu);
+    let imgs = small_images(2);
+    c.ingest_bytes(&pattern.id, imgs[0].1.clone(), IngestOptions::default())
+        .await
+        .unwrap();
+    let t = Instant::now();
+    let second = c
+        .ingest_bytes(&pattern.id, imgs[1].1.clone(), IngestOptions::default())
+        .await
+        .unwrap();
+    let waited = t.elapsed();
+    assert_eq!(second.http_status, 202);
+    assert_eq!(second.attempts, 2);
+    assert_eq!(emu.stats().rate_limited, 1);
+    // The server rounds 600 ms up to `Retry-After: 1`; the client slept at least that.
+    assert!(waited >= Duration::from_secs(1), "retried after {waited:?}");
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_exhausted_quota_fails_fast() {
+    let limits = Limits {
+        monthly_quota: Some(1),
+        ..Default::default()
+    };
+    let emu = emulator(Config::default().limits(limits)).await;
+    let pattern = emu.create_pattern("P", None);
+    let c = client(&emu);
+    let imgs = small_images(2);
+    c.ingest_bytes(&pattern.id, imgs[0].1.clone(), IngestOptions::default())
+        .await
+        .unwrap();
+    let attempts_before = c.transport_stats().attempts;
+    let e = c
+        .ingest_bytes(&pattern.id, imgs[1].1.clone(), IngestOptions::default())
+        .await
+        .unwrap_err();
+    match &e {
+        Error::QuotaExhausted {
+            retry_after,
+            request_id,
+            limit,
+        } => {
+            assert!(*retry_after > Duration::from_secs(600), "{retry_after:?}");
+            assert!(request_id.is_some());
+            assert!(limit.is_some());
+        }
+        other => panic!("expected QuotaExhausted, got {other:?}"),
+    }
+    assert!(!e.is_retryable());
+    assert_eq!(
+        c.transport_stats().attempts,
+        attempts_before + 1,
+        "one attempt, no sleeping"
+    );
+    assert_eq!(emu.stats().rate_limited, 1);
+    emu.shutdown().await;
+}
+
+async fn poll_in(dialect: Dialect) {
+    let config = Config::default()
+        .dialect(dialect)
+        .latency(LatencyModel::Fixed(Duration::from_millis(120)));
+    let emu = emulator(config).await;
+    let pattern = emu.create_pattern("P", Some(serde_json::json!({"type": "object"})));
+    let c = client(&emu);
+    let a = c
+        .ingest_bytes(
+            &pattern.id,
+            image("car-plate3.jpg"),
+            IngestOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.response.status, JobStatus::Queued);
+    let job = c
+        .wait_for_job(&a.response.job_id, &poll(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert_eq!(job.status, JobStatus::Succeeded, "{dialect:?}");
+    assert!(
+        matches!(job.manifest, Some(Manifest::Json(_))),
+        "{dialect:?}: {:?}",
+        job.manifest
+    );
+    assert_eq!(job.id, a.response.job_id);
+    assert!(
+        emu.stats().job_polls >= 2,
+        "polled while it was queued/running"
+    );
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn polling_in_the_server_dialect() {
+    poll_in(Dialect::Server).await;
+}
+
+#[tokio::test]
+async fn polling_in_the_docs_dialect() {
+    poll_in(Dialect::Docs).await;
+}
+
+#[tokio::test]
+async fn failed_jobs_and_deadlines_are_typed() {
+    for dialect in [Dialect::Server, Dialect::Docs] {
+        let faults = Faults {
+            job_fail: 1.0,
+            ..Default::default()
+        };
+        let emu = emulator(Config::default().faults(faults).dialect(dialect)).await;
+        let pattern = emu.create_pattern("P", None);
+        let c = client(&emu);
+        let a = c
+            .ingest_bytes(
+                &pattern.id,
+                image("car-plate3.jpg"),
+                IngestOptions::default(),
+            )
+            .await
+            .unwrap();
+        let e = c
+            .wait_for_job(&a.response.job_id, &poll(Duration::from_secs(10)))
+            .await
+            .unwrap_err();
+        match e {
+            Error::JobFailed { job_id, message } => {
+                assert_eq!(job_id, a.response.job_id);
+                assert!(!message.is_empty());
+            }
+            other => panic!("{dialect:?}: expected JobFailed, got {other:?}"),
+        }
+        emu.shutdown().await;
+    }
+
+    let emu =
+        emulator(Config::default().latency(LatencyModel::Fixed(Duration::from_secs(30)))).await;
+    let pattern = emu.create_pattern("P", None);
+    let c = client(&emu);
+    let a = c
+        .ingest_bytes(
+            &pattern.id,
+            image("car-plate3.jpg"),
+            IngestOptions::default(),
+        )
+        .await
+        .unwrap();
+    let e = c
+        .wait_for_job(&a.response.job_id, &poll(Duration::from_millis(200)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Timeout {
+                what: "job wait",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+
+    // Cancel-safe: an abandoned wait leaves the client usable and stops polling.
+    let long = poll(Duration::from_secs(60));
+    let waiting = c.wait_for_job(&a.response.job_id, &long);
+    assert!(tokio::time::timeout(Duration::from_millis(100), waiting)
+        .await
+        .is_err());
+    let polls = emu.stats().job_polls;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        emu.stats().job_polls,
+        polls,
+        "no poll after the future was dropped"
+    );
+    assert_eq!(
+        c.get_job(&a.response.job_id).await.unwrap().status,
+        JobStatus::Queued
+    );
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn polling_survives_503s_and_honours_their_retry_after() {
+    // Every other request or so is a 503 with `Retry-After: 1`.
+    let faults = Faults {
+        fail_503: 0.5,
+        ..Default::default()
+    };
+    let emu = emulator(Config::default().faults(faults).seed(5)).await;
+    let pattern = emu.create_pattern("P", None);
+    // One attempt per call, so the wait loop itself must handle the 503s.
+    let c = builder(&emu)
+        .retry_policy(std::sync::Arc::new(imggo_http::DefaultRetry {
+            max_attempts: 1,
+            ..Default::default()
+        }))
+        .build()
+        .unwrap();
+    let a = loop {
+        match c
+            .ingest_bytes(
+                &pattern.id,
+                image("car-plate3.jpg"),
+                IngestOptions::default(),
+            )
+            .await
+        {
+            Ok(a) => break a,
+            Err(e) => assert_eq!(e.status(), Some(503), "{e:?}"),
+        }
+    };
+    let before = emu.stats().faults.http_503;
+    let t = Instant::now();
+    let job = c
+        .wait_for_job(&a.response.job_id, &poll(Duration::from_secs(20)))
+        .await
+        .unwrap();
+    assert_eq!(job.status, JobStatus::Succeeded);
+    let during = emu.stats().faults.http_503 - before;
+    assert!(during > 0, "the seed injects 503s while polling");
+    assert!(
+        t.elapsed() >= Duration::from_secs(during),
+        "{during} × Retry-After 1 s honoured"
+    );
+    emu.shutdown().await;
+}

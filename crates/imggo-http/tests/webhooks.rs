@@ -1,0 +1,244 @@
+//! Webhooks end to end: the emulator delivers signed events to a `WebhookReceiver`;
+//! forged, replayed, duplicate, oversized and malformed deliveries are refused or dropped.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use common::*;
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client as RawClient;
+use hyper_util::rt::TokioExecutor;
+use imggo_core::{CreateWebhook, EventKind, Manifest, Secret};
+use imggo_emulator::{Config, Faults};
+use imggo_http::{sign, IngestOptions, ReceiverOptions, ReceiverStats, WebhookReceiver};
+
+const SECRET: &str = "whsec_emulated_0123456789";
+
+/// POSTs `body` to the receiver with an optional signature header; returns the status.
+async fn post(addr: SocketAddr, body: &[u8], signature: Option<&str>) -> u16 {
+    let raw: RawClient<_, Full<Bytes>> = RawClient::builder(TokioExecutor::new()).build_http();
+    let mut req = http::Request::post(format!("http://{addr}/hooks/imggo"))
+        .header("content-type", "application/json");
+    if let Some(sig) = signature {
+        req = req.header("X-ImgGo-Signature", sig);
+    }
+    let resp = raw
+        .request(req.body(Full::new(Bytes::copy_from_slice(body))).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let _ = resp.into_body().collect().await;
+    status
+}
+
+fn event_body(job_id: &str, sent: SystemTime) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "event": "job.succeeded",
+        "job_id": job_id,
+        "pattern_id": "p",
+        "manifest": {"total": 1},
+        "error": null,
+        "timestamp": imggo_core::time::format_rfc3339(sent),
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn end_to_end_with_forged_replayed_and_duplicate_deliveries() {
+    let (addr, mut events) = WebhookReceiver::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        SECRET,
+        ReceiverOptions::default(),
+    )
+    .await
+    .unwrap();
+    let emu = emulator(Config::default()).await;
+    let pattern = emu.create_pattern("P", Some(serde_json::json!({"type": "object"})));
+    let c = client(&emu);
+    c.create_webhook(&CreateWebhook {
+        url: format!("http://{addr}/hooks/imggo"),
+        events: vec![],
+        secret: Some(Secret::new(SECRET)),
+    })
+    .await
+    .unwrap();
+
+    // 1. A real delivery from the emulator, signed over the raw body.
+    let a = c
+        .ingest_bytes(
+            &pattern.id,
+            image("car-plate3.jpg"),
+            IngestOptions::default(),
+        )
+        .await
+        .unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .expect("delivered")
+        .unwrap();
+    assert_eq!(ev.job_id, a.response.job_id);
+    assert_eq!(ev.event, EventKind::JobSucceeded);
+    assert!(matches!(ev.manifest, Some(Manifest::Json(_))));
+    // The emulator counts the delivery once it has read the 200.
+    for _ in 0..200 {
+        if emu.stats().webhooks.delivered == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(emu.stats().webhooks.delivered, 1);
+
+    // 2. Forged: signed with another secret, or not signed, or signature garbage.
+    let fresh = event_body("job-forged", SystemTime::now());
+    assert_eq!(
+        post(addr, &fresh, Some(&sign(b"not-the-secret-at-all", &fresh))).await,
+        401
+    );
+    assert_eq!(post(addr, &fresh, None).await, 401);
+    assert_eq!(post(addr, &fresh, Some("sha256=zz")).await, 401);
+    // A body changed after signing.
+    let sig = sign(SECRET.as_bytes(), &fresh);
+    let mut tampered = fresh.clone();
+    tampered.push(b' ');
+    assert_eq!(post(addr, &tampered, Some(&sig)).await, 401);
+
+    // 3. Replayed: a correctly signed event from an hour ago (or from the future).
+    let old = event_body("job-old", SystemTime::now() - Duration::from_secs(3600));
+    assert_eq!(
+        post(addr, &old, Some(&sign(SECRET.as_bytes(), &old))).await,
+        400
+    );
+    let future = event_body("job-future", SystemTime::now() + Duration::from_secs(3600));
+    assert_eq!(
+        post(addr, &future, Some(&sign(SECRET.as_bytes(), &future))).await,
+        400
+    );
+
+    // 4. Duplicate: the same (job_id, event) again is acknowledged but not handed out.
+    let dup = event_body(&a.response.job_id, SystemTime::now());
+    assert_eq!(
+        post(addr, &dup, Some(&sign(SECRET.as_bytes(), &dup))).await,
+        200
+    );
+
+    // 5. A valid new one gets through (and proves nothing else was queued before it).
+    let other = event_body("job-other", SystemTime::now());
+    assert_eq!(
+        post(addr, &other, Some(&sign(SECRET.as_bytes(), &other))).await,
+        200
+    );
+    let ev = tokio::time::timeout(Duration::from_secs(5), events.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ev.job_id, "job-other");
+
+    // 6. Oversized and malformed.
+    let big = vec![b' '; (1 << 20) + 1];
+    assert_eq!(
+        post(addr, &big, Some(&sign(SECRET.as_bytes(), &big))).await,
+        413
+    );
+    let not_event = br#"{"hello":"world"}"#;
+    assert_eq!(
+        post(addr, not_event, Some(&sign(SECRET.as_bytes(), not_event))).await,
+        400
+    );
+
+    assert_eq!(
+        events.stats(),
+        ReceiverStats {
+            accepted: 2,
+            duplicates: 1,
+            bad_signature: 4,
+            stale: 2,
+            oversized: 1,
+            malformed: 1
+        }
+    );
+    events.shutdown().await;
+    assert!(
+        events.next().await.is_none(),
+        "the stream ends after shutdown"
+    );
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn concurrent_repeats_of_a_delivery_are_handed_out_once() {
+    // A sender that retries (the docs' schedule) may deliver the same event twice at once.
+    let (addr, mut events) = WebhookReceiver::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        SECRET,
+        ReceiverOptions::default(),
+    )
+    .await
+    .unwrap();
+    let body = event_body("job-7", SystemTime::now());
+    let sig = sign(SECRET.as_bytes(), &body);
+    let (a, b) = tokio::join!(post(addr, &body, Some(&sig)), post(addr, &body, Some(&sig)));
+    assert_eq!((a, b), (200, 200));
+    let first = events.next().await.unwrap();
+    assert_eq!(first.job_id, "job-7");
+    assert_eq!(events.stats().duplicates, 1);
+    events.shutdown().await;
+    assert!(events.next().await.is_none());
+}
+
+#[tokio::test]
+async fn lost_deliveries_are_reconciled_by_polling() {
+    // The server makes one attempt; when it is lost, polling still finds the result.
+    let (addr, mut events) = WebhookReceiver::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        SECRET,
+        ReceiverOptions::default(),
+    )
+    .await
+    .unwrap();
+    let emu = emulator(Config::default().faults(Faults {
+        webhook_loss: 1.0,
+        ..Default::default()
+    }))
+    .await;
+    let pattern = emu.create_pattern("P", None);
+    let c = client(&emu);
+    c.create_webhook(&CreateWebhook {
+        url: format!("http://{addr}/h"),
+        events: vec![],
+        secret: Some(Secret::new(SECRET)),
+    })
+    .await
+    .unwrap();
+    let a = c
+        .ingest_bytes(
+            &pattern.id,
+            image("car-plate3.jpg"),
+            IngestOptions::default(),
+        )
+        .await
+        .unwrap();
+    let job = c
+        .wait_for_job(
+            &a.response.job_id,
+            &imggo_http::PollPolicy {
+                first: Duration::from_millis(5),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(job.id, a.response.job_id);
+    assert_eq!(emu.stats().webhooks.lost, 1);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), events.next())
+            .await
+            .is_err(),
+        "nothing arrived"
+    );
+    events.shutdown().await;
+    emu.shutdown().await;
+}
