@@ -26,11 +26,14 @@ struct Cli {
 enum Command {
     /// Show the content hash and idempotency key imggo derives for files.
     Hash(cmd::hash::Args),
+    /// Run a local ImgGo API server with seeded fault injection, for tests and benchmarks.
+    Emulator(Box<cmd::emulator::Args>),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Hash(args) => cmd::hash::run(args),
+        Command::Emulator(args) => cmd::emulator::run(*args),
     }
 }
