@@ -7,10 +7,10 @@
 //!   it implements [`imggo_core::RetryPolicy`]. [`retry()`] runs any async operation under
 //!   a policy.
 //! - [`Limiter`]: the one trait the facade awaits before each request, implemented by
-//!   [`TokenBucket`] (local rate, lock-free GCRA), `HeaderPacer` (spreads the budget
-//!   the server's `X-RateLimit-*` headers announce), `RedisLimiter` (one atomic Lua
+//!   [`TokenBucket`] (local rate, lock-free GCRA), [`HeaderPacer`] (spreads the budget
+//!   the server's `X-RateLimit-*` headers announce), [`RedisLimiter`] (one atomic Lua
 //!   script shared by many processes) and [`Chain`] (all of several).
-//! - `AdaptiveConcurrency`: a concurrency limit that grows while latency holds and
+//! - [`AdaptiveConcurrency`]: a concurrency limit that grows while latency holds and
 //!   shrinks on 429s, timeouts and latency inflation (AIMD).
 //!
 //! Every type is `Send + Sync` and meant to be shared behind an `Arc`, so one object
@@ -19,30 +19,38 @@
 //! ```
 //! use std::sync::Arc;
 //! use std::time::Duration;
-//! use imggo_ratelimit::{Backoff, Chain, Limiter, TokenBucket};
+//! use imggo_ratelimit::{Backoff, Chain, HeaderPacer, Limiter, TokenBucket};
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let pacer = Arc::new(HeaderPacer::new());         // fed by each response's headers
 //! let local = Arc::new(TokenBucket::new(20.0, 5).unwrap()); // never more than 20/s here
-//! let limiter = Chain::new().with(local);
+//! let limiter = Chain::new().with(pacer.clone()).with(local);
 //! let policy = Backoff::new(Duration::from_millis(200), Duration::from_secs(20)).unwrap();
 //!
 //! limiter.acquire().await.unwrap(); // before each ingest
-//! // ... send it; on failure ask `policy` (a RetryPolicy) how long to wait.
+//! // ... send it, then: pacer.observe(&info) with the response's RateLimitInfo,
+//! // and on failure ask `policy` (a RetryPolicy) how long to wait.
 //! # let _ = policy;
 //! # });
 //! ```
 
 #![warn(missing_docs)]
 
+pub mod adaptive;
 pub mod backoff;
 mod clock;
 pub mod error;
 pub mod limiter;
+pub mod pacer;
+pub mod redis_limiter;
 pub mod retry;
 pub mod token_bucket;
 
+pub use adaptive::{AdaptiveConcurrency, AdaptiveConfig, Permit};
 pub use backoff::{Backoff, Jitter, RetryBudget};
 pub use error::{ConfigError, LimitError};
 pub use limiter::{Chain, Limiter};
+pub use pacer::HeaderPacer;
+pub use redis_limiter::{Decision, FailureMode, RedisLimiter, Subject};
 pub use retry::{as_is, retry, ErrorView};
 pub use token_bucket::TokenBucket;

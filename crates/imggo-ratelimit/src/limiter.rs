@@ -27,8 +27,8 @@ use crate::error::LimitError;
 ///
 /// Implementations are `Send + Sync` and meant to be shared behind an [`Arc`]: one limiter
 /// object can serve the submit and the poll paths of a batch at the same time. Implemented
-/// by [`TokenBucket`](crate::TokenBucket) (local rate), `HeaderPacer`
-/// (follows the server's headers), `RedisLimiter` (shared between
+/// by [`TokenBucket`](crate::TokenBucket) (local rate), [`HeaderPacer`](crate::HeaderPacer)
+/// (follows the server's headers), [`RedisLimiter`](crate::RedisLimiter) (shared between
 /// processes) and [`Chain`] (all of several). `Arc<L>`, `Box<L>` and `&L` are limiters
 /// when `L` is, so `Arc<dyn Limiter>` works everywhere.
 #[async_trait]
@@ -63,8 +63,8 @@ impl<L: Limiter + ?Sized> Limiter for &L {
 /// A request passes the first limiter, then waits on the second, and so on; the first
 /// error stops the chain. Because a slot taken in an earlier limiter is not given back
 /// while a later one makes the caller wait, put the limiter that waits longest first
-/// (typically the `HeaderPacer` or the
-/// `RedisLimiter`), and a local [`TokenBucket`](crate::TokenBucket)
+/// (typically the [`HeaderPacer`](crate::HeaderPacer) or the
+/// [`RedisLimiter`](crate::RedisLimiter)), and a local [`TokenBucket`](crate::TokenBucket)
 /// last. An empty chain admits everything at once.
 ///
 /// ```
