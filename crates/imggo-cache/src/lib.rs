@@ -5,6 +5,13 @@
 //!
 //! - [`MemoryCache`]: in-process, bounded by entries and bytes, per-entry TTL.
 //! - [`FileCache`]: one directory, atomic writes, checksummed entries, several processes.
+//! - [`RedisCache`]: shared by every worker; O(1) invalidation by generation; batches in
+//!   one round trip; a dead Redis is a cheap miss.
+//! - [`Tiered`]: memory in front of file or Redis.
+//!
+//! [`Deduper`] makes identical images cost one API call: single-flight per key within a
+//! process and, with Redis, across workers. [`parse_cache_url`] and [`open_cache`] turn
+//! the command line's `--cache memory | file:PATH | redis://… | off` into a store.
 //!
 //! Every store keeps the never-fail contract documented on [`Cache`]: a broken store is a
 //! miss, counted in [`CacheStats`] and logged, and never stops a batch.
@@ -29,14 +36,24 @@
 #![warn(missing_docs)]
 
 mod cache;
+pub mod dedup;
 mod entry;
 mod error;
 pub mod file;
 pub mod memory;
+pub mod redis;
+mod redis_link;
+mod tiered;
+mod url;
 mod value;
 
 pub use cache::Cache;
+pub use dedup::{DedupOptions, DedupStats, Deduper, Role};
 pub use error::CacheError;
 pub use file::{FileCache, FileCacheConfig, SweepReport};
 pub use memory::{MemoryCache, MemoryCacheConfig};
+pub use redis::RedisCache;
+pub use redis_link::{RedisLink, RedisOptions};
+pub use tiered::Tiered;
+pub use url::{open_cache, parse_cache_url, CacheSpec, OpenOptions};
 pub use value::{CacheStats, CachedResult, Invalidation};
