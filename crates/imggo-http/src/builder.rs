@@ -29,7 +29,8 @@ pub enum TlsRoots {
 
 /// Builds a [`Client`]. Defaults: the public service, key from `IMGGO_API_KEY`, connect
 /// timeout 10 s, 60 s per attempt, 300 s in total, up to 64 idle connections per host kept
-/// 90 s, [`DefaultRetry`], Retry-After above 10 minutes = [`Error::QuotaExhausted`].
+/// 90 s, gzip responses, [`DefaultRetry`], Retry-After above 10 minutes =
+/// [`Error::QuotaExhausted`].
 #[derive(Clone)]
 pub struct ClientBuilder {
     pub(crate) base_url: String,
@@ -44,6 +45,7 @@ pub struct ClientBuilder {
     observer: Option<Arc<dyn RateLimitObserver>>,
     quota_cap: Duration,
     tls_roots: TlsRoots,
+    gzip: bool,
 }
 
 impl Default for ClientBuilder {
@@ -61,6 +63,7 @@ impl Default for ClientBuilder {
             observer: None,
             quota_cap: Duration::from_secs(600),
             tls_roots: TlsRoots::Webpki,
+            gzip: true,
         }
     }
 }
@@ -80,6 +83,7 @@ impl fmt::Debug for ClientBuilder {
             .field("observer", &self.observer.is_some())
             .field("quota_cap", &self.quota_cap)
             .field("tls_roots", &self.tls_roots)
+            .field("gzip", &self.gzip)
             .finish()
     }
 }
@@ -154,6 +158,13 @@ impl ClientBuilder {
     /// Which certificate roots HTTPS trusts (default [`TlsRoots::Webpki`]).
     pub fn tls_roots(mut self, roots: TlsRoots) -> Self {
         self.tls_roots = roots;
+        self
+    }
+
+    /// Whether to ask for gzip-compressed responses (default true). A gzip body is
+    /// inflated either way; turning this off saves CPU on fast local networks.
+    pub fn gzip(mut self, on: bool) -> Self {
+        self.gzip = on;
         self
     }
 
@@ -235,6 +246,7 @@ impl ClientBuilder {
                 observer: self.observer,
                 quota_cap: self.quota_cap,
                 counters: Default::default(),
+                gzip: self.gzip,
             }),
             base,
         ))

@@ -48,6 +48,7 @@ pub(crate) struct Inner {
     pub(crate) observer: Option<Arc<dyn RateLimitObserver>>,
     pub(crate) quota_cap: Duration,
     pub(crate) counters: Counters,
+    pub(crate) gzip: bool,
 }
 
 /// Live counters behind [`TransportStats`].
@@ -279,7 +280,9 @@ impl Client {
         h.insert(AUTHORIZATION, inner.auth.clone());
         h.insert(USER_AGENT, inner.user_agent.clone());
         h.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        h.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        if inner.gzip {
+            h.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        }
         if let Some((_, ct)) = &call.body {
             h.insert(
                 CONTENT_TYPE,

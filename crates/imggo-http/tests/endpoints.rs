@@ -494,6 +494,14 @@ async fn sequential_requests_reuse_one_connection_and_gzip() {
     assert_eq!(t.attempts, 101);
     assert_eq!(t.gzip_responses, 101, "every answer came gzip-compressed");
     assert!(t.body_bytes > t.wire_bytes, "{t:?}");
+
+    let plain = builder(&emu).gzip(false).build().unwrap();
+    for _ in 0..5 {
+        plain.get_job(&a.response.job_id).await.unwrap();
+    }
+    let t = plain.transport_stats();
+    assert_eq!((t.calls, t.gzip_responses), (5, 0));
+    assert_eq!(t.body_bytes, t.wire_bytes);
     emu.shutdown().await;
 }
 
