@@ -24,6 +24,22 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run every input through a pattern: optimise, upload, wait, cache (the main job).
+    Run(Box<cmd::run::Args>),
+    /// The whole pipeline on the embedded emulator with a generated corpus (no network).
+    Demo(cmd::demo::Args),
+    /// Sweep concurrency levels and recommend the one at the throughput knee.
+    Tune(cmd::tune::Args),
+    /// Patterns: list, get, create, update, delete.
+    Patterns(cmd::api::PatternsArgs),
+    /// Jobs: get one (JSON or another result format).
+    Jobs(cmd::api::JobsArgs),
+    /// Webhook registrations: list, create, delete.
+    Webhooks(cmd::api::WebhooksArgs),
+    /// Receive webhook deliveries and print the verified events.
+    Webhook(cmd::api::WebhookArgs),
+    /// The result cache: stats, clear a pattern.
+    Cache(cmd::cache::Args),
     /// Show the content hash and idempotency key imggo derives for files.
     Hash(cmd::hash::Args),
     /// Run a local ImgGo API server with seeded fault injection, for tests and benchmarks.
@@ -33,6 +49,14 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(args) => cmd::run::run(*args),
+        Command::Demo(args) => cmd::demo::run(args),
+        Command::Tune(args) => cmd::tune::run(args),
+        Command::Patterns(args) => cmd::api::patterns(args),
+        Command::Jobs(args) => cmd::api::jobs(args),
+        Command::Webhooks(args) => cmd::api::webhooks(args),
+        Command::Webhook(args) => cmd::api::webhook(args),
+        Command::Cache(args) => cmd::cache::run(args),
         Command::Hash(args) => cmd::hash::run(args),
         Command::Emulator(args) => cmd::emulator::run(*args),
     }

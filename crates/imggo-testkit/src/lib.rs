@@ -126,3 +126,30 @@ pub fn corpus_files() -> Vec<PathBuf> {
 pub fn corpus_file(name: &str) -> PathBuf {
     corpus_dir().join(name)
 }
+
+/// Writes `unique` distinct real images into `dir` — small corpus JPEGs, each made unique
+/// by bytes appended after its end marker (still a valid JPEG, like `vin1.jpg`) — plus
+/// `dups` exact copies of some of them. Returns every path, uniques first.
+pub fn corpus_variants(dir: &std::path::Path, unique: usize, dups: usize) -> Vec<PathBuf> {
+    let sources: Vec<Vec<u8>> = corpus_files()
+        .into_iter()
+        .filter_map(|p| std::fs::read(p).ok())
+        .filter(|b| b.starts_with(&[0xFF, 0xD8]) && b.len() < 400_000)
+        .collect();
+    assert!(sources.len() >= 10, "the corpus has small JPEGs");
+    std::fs::create_dir_all(dir).expect("create input dir");
+    let mut files = Vec::with_capacity(unique + dups);
+    for i in 0..unique {
+        let mut bytes = sources[i % sources.len()].clone();
+        bytes.extend_from_slice(format!("imggo-test-variant-{i}").as_bytes());
+        let p = dir.join(format!("u{i:04}.jpg"));
+        std::fs::write(&p, bytes).expect("write variant");
+        files.push(p);
+    }
+    for i in 0..dups {
+        let p = dir.join(format!("d{i:04}.jpg"));
+        std::fs::copy(&files[(i * 7) % unique.max(1)], &p).expect("copy duplicate");
+        files.push(p);
+    }
+    files
+}

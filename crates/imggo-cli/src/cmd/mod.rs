@@ -1,4 +1,11 @@
 //! One module per subcommand.
 
+pub mod api;
+pub mod cache;
+pub mod common;
+pub mod demo;
 pub mod emulator;
 pub mod hash;
+pub mod progress;
+pub mod run;
+pub mod tune;

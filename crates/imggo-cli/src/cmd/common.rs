@@ -1,0 +1,220 @@
+//! What several subcommands share: the connection flags, the config file, building a
+//! client, and the exit code of a failed command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use imggo::core::{Error, RateLimitObserver, RetryPolicy, Secret};
+use imggo::http::{Client, ClientBuilder};
+use imggo::report::EXIT_USAGE;
+
+/// Flags every subcommand that talks to the API takes. Flags win over the environment,
+/// which wins over the config file (`$IMGGO_CONFIG`, else `~/.config/imggo/config.toml`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Connection {
+    /// API base URL, e.g. https://img-go.com/api (a URL without a path gets /api).
+    /// Repeat it to probe several regional endpoints and use the fastest.
+    #[arg(long = "endpoint", env = "IMGGO_ENDPOINT", value_delimiter = ',')]
+    pub endpoints: Vec<String>,
+    /// API key (better: set IMGGO_API_KEY).
+    #[arg(long, env = "IMGGO_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Per-attempt timeout in seconds.
+    #[arg(long, default_value_t = 60.0)]
+    pub timeout: f64,
+}
+
+/// Settings read from the optional config file (`key = "value"` lines, TOML style).
+#[derive(Debug, Default, Clone)]
+pub struct FileConfig {
+    /// `endpoint`.
+    pub endpoint: Option<String>,
+    /// `api_key`.
+    pub api_key: Option<String>,
+    /// `pattern`.
+    pub pattern: Option<String>,
+    /// `cache`.
+    pub cache: Option<String>,
+}
+
+impl FileConfig {
+    /// Loads the config file if there is one. A malformed line is a usage error.
+    pub fn load() -> Result<Self, Error> {
+        let path = match std::env::var_os("IMGGO_CONFIG") {
+            Some(p) => PathBuf::from(p),
+            None => match std::env::var_os("HOME") {
+                Some(h) => PathBuf::from(h).join(".config/imggo/config.toml"),
+                None => return Ok(Self::default()),
+            },
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(source) => {
+                return Err(Error::Io {
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
+        };
+        let mut cfg = Self::default();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (k, v) = line.split_once('=').ok_or_else(|| {
+                Error::Config(format!(
+                    "{}:{}: expected key = \"value\"",
+                    path.display(),
+                    n + 1
+                ))
+            })?;
+            let v = v.trim().trim_matches('"').to_owned();
+            match k.trim() {
+                "endpoint" => cfg.endpoint = Some(v),
+                "api_key" => cfg.api_key = Some(v),
+                "pattern" => cfg.pattern = Some(v),
+                "cache" => cfg.cache = Some(v),
+                other => {
+                    return Err(Error::Config(format!(
+                        "{}:{}: unknown key {other:?} (known: endpoint, api_key, pattern, cache)",
+                        path.display(),
+                        n + 1
+                    )))
+                }
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+/// `https://host` → `https://host/api`; a URL with a path is kept (without a trailing `/`).
+pub fn normalize_endpoint(url: &str) -> Result<String, Error> {
+    let url = url.trim().trim_end_matches('/');
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "endpoint {url:?} must start with http:// or https://"
+            ))
+        })?;
+    if rest.is_empty() {
+        return Err(Error::Config(format!("endpoint {url:?} has no host")));
+    }
+    Ok(if rest.contains('/') {
+        url.to_owned()
+    } else {
+        format!("{url}/api")
+    })
+}
+
+/// Hooks the pipeline wants on the client: retries and rate-limit headers.
+#[derive(Default, Clone)]
+pub struct Hooks {
+    /// Retry policy.
+    pub retry: Option<Arc<dyn RetryPolicy>>,
+    /// Rate-limit observer.
+    pub observer: Option<Arc<dyn RateLimitObserver>>,
+}
+
+impl Connection {
+    /// Builds the client (probing several endpoints when given).
+    pub async fn client(&self, file: &FileConfig, hooks: Hooks) -> Result<Client, Error> {
+        let mut endpoints = self.endpoints.clone();
+        if endpoints.is_empty() {
+            endpoints.extend(file.endpoint.clone());
+        }
+        let endpoints = endpoints
+            .iter()
+            .map(|e| normalize_endpoint(e))
+            .collect::<Result<Vec<_>, _>>()?;
+        let key = self
+            .api_key
+            .clone()
+            .or_else(|| file.api_key.clone())
+            .ok_or_else(|| {
+                Error::Config("no API key: pass --api-key or set IMGGO_API_KEY".into())
+            })?;
+        if !(self.timeout.is_finite() && self.timeout > 0.0) {
+            return Err(Error::Config(
+                "--timeout must be a positive number of seconds".into(),
+            ));
+        }
+        let mut b: ClientBuilder = Client::builder()
+            .api_key(Secret::new(key))
+            .attempt_timeout(Duration::from_secs_f64(self.timeout));
+        if let Some(r) = hooks.retry {
+            b = b.retry_policy(r);
+        }
+        if let Some(o) = hooks.observer {
+            b = b.observer(o);
+        }
+        match endpoints.len() {
+            0 => b.build(),
+            1 => b.base_url(endpoints[0].clone()).build(),
+            _ => Client::fastest(&endpoints, b).await,
+        }
+    }
+}
+
+/// Prints `imggo: <error>` and returns the usage exit code (2).
+pub fn usage_error(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("imggo: {e}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// `$XDG_CACHE_HOME/imggo` or `~/.cache/imggo`, as `file:DIR`.
+pub fn default_cache() -> String {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    format!("file:{}", base.join("imggo").display())
+}
+
+/// Opens the `--cache` store (`memory`, `file:DIR`, `redis://...` or `off`), with a memory
+/// tier in front of file and Redis stores.
+pub async fn open_cache(spec: &str) -> Result<Option<Arc<dyn imggo::cache::Cache>>, String> {
+    let spec = imggo::cache::parse_cache_url(spec).map_err(|e| e.to_string())?;
+    imggo::cache::open_cache(&spec, &imggo::cache::OpenOptions::default())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// A runtime for one subcommand.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_get_api_path() {
+        assert_eq!(
+            normalize_endpoint("https://img-go.com").unwrap(),
+            "https://img-go.com/api"
+        );
+        assert_eq!(
+            normalize_endpoint("https://img-go.com/").unwrap(),
+            "https://img-go.com/api"
+        );
+        assert_eq!(
+            normalize_endpoint("https://img-go.com/api").unwrap(),
+            "https://img-go.com/api"
+        );
+        assert_eq!(
+            normalize_endpoint("http://127.0.0.1:8080/api/").unwrap(),
+            "http://127.0.0.1:8080/api"
+        );
+        assert!(normalize_endpoint("img-go.com").is_err());
+    }
+}

@@ -1,0 +1,83 @@
+//! Progress on stderr: a bar with rate, ETA and counts on a terminal, a plain log line
+//! every few seconds otherwise.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use imggo::core::Tracker;
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// A progress bar on a terminal, a log line every few seconds otherwise.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+    last_log: std::sync::Mutex<Instant>,
+}
+
+impl Progress {
+    /// `total`, when known, gives a bar with an ETA; otherwise a spinner.
+    pub fn new(quiet: bool, total: Option<u64>) -> Self {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let b = match total {
+                Some(n) => {
+                    let b = ProgressBar::new(n);
+                    b.set_style(
+                        ProgressStyle::with_template("{bar:30} {pos}/{len} eta {eta}  {msg}")
+                            .expect("static template"),
+                    );
+                    b
+                }
+                None => {
+                    let b = ProgressBar::new_spinner();
+                    b.set_style(
+                        ProgressStyle::with_template(
+                            "{spinner} {elapsed_precise} {pos} done  {msg}",
+                        )
+                        .expect("static template"),
+                    );
+                    b
+                }
+            };
+            b.enable_steady_tick(Duration::from_millis(200));
+            b
+        });
+        Self {
+            bar,
+            quiet,
+            last_log: std::sync::Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Updates the bar (or logs every 5 s) from the tracker.
+    pub fn tick(&self, tracker: &Tracker, started: Instant) {
+        if self.quiet {
+            return;
+        }
+        let s = tracker.snapshot();
+        let rate = s.total as f64 / started.elapsed().as_secs_f64().max(1e-3);
+        let msg = format!(
+            "{rate:.1}/s  ok {}  failed {}  cached {}  dup {}",
+            s.succeeded, s.failed, s.cached, s.duplicate
+        );
+        match &self.bar {
+            Some(b) => {
+                b.set_position(s.total);
+                b.set_message(msg);
+            }
+            None => {
+                let mut last = self.last_log.lock().expect("not poisoned");
+                if last.elapsed() >= Duration::from_secs(5) {
+                    *last = Instant::now();
+                    eprintln!("imggo: {} done, {msg}", s.total);
+                }
+            }
+        }
+    }
+
+    /// Clears the bar.
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}

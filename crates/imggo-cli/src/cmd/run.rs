@@ -1,0 +1,381 @@
+//! `imggo run <INPUT>... --pattern ID`: the batch job.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use imggo::cache::{DedupOptions, Deduper, RedisLink, RedisOptions};
+use imggo::core::{AlertRules, Error, RateLimitObserver, Secret, Tracker};
+use imggo::http::{PollPolicy, ReceiverOptions, WebhookReceiver};
+use imggo::optimize::Options as OptimizeOptions;
+use imggo::ratelimit::{
+    AdaptiveConcurrency, AdaptiveConfig, Backoff, Chain, HeaderPacer, Limiter, RedisLimiter,
+    Subject, TokenBucket,
+};
+use imggo::{
+    Concurrency, CountingRetry, Inputs, Journal, Pipeline, Report, WaitMode, WebhookRouter,
+};
+
+use super::common::{usage_error, Connection, FileConfig, Hooks};
+use super::progress::Progress;
+
+/// Flags of `imggo run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Files, directories (recursive, sorted), @list.txt (paths or URLs, one a line),
+    /// `-` (the same list on stdin), or http(s) URLs (sent by URL, never downloaded).
+    #[arg(required = true)]
+    pub inputs: Vec<String>,
+    /// The pattern to run every input with.
+    #[arg(long, env = "IMGGO_PATTERN")]
+    pub pattern: Option<String>,
+    #[command(flatten)]
+    pub conn: Connection,
+    /// Concurrent uploads: a number, or `auto` to adapt to the service.
+    #[arg(long, default_value = "10")]
+    pub concurrency: String,
+    /// Ingests per second at most (local token bucket, or the shared one with --limiter).
+    #[arg(long)]
+    pub rps: Option<f64>,
+    /// Share the --rps limit between workers through Redis: redis://host:port/.
+    #[arg(long)]
+    pub limiter: Option<String>,
+    /// Result cache: memory, file:DIR, redis://..., or off (default: a file cache in the
+    /// user cache directory).
+    #[arg(long, env = "IMGGO_CACHE")]
+    pub cache: Option<String>,
+    /// Upload the original bytes.
+    #[arg(long)]
+    pub no_optimize: bool,
+    /// Longest side after optimisation.
+    #[arg(long, default_value_t = 2048)]
+    pub max_side: u32,
+    /// JPEG quality of re-encoded images.
+    #[arg(long, default_value_t = 85)]
+    pub quality: u8,
+    /// Results file (JSON Lines, one per input, appended and flushed per line).
+    #[arg(long, default_value = "results.jsonl")]
+    pub out: PathBuf,
+    /// Keep the results file and skip inputs it already shows finished.
+    #[arg(long)]
+    pub resume: bool,
+    /// Receive job results by webhook on this address (polling stays as the fallback).
+    #[arg(long, requires = "webhook_secret")]
+    pub webhook_listen: Option<SocketAddr>,
+    /// Secret of the webhook signatures (at least 16 characters).
+    #[arg(long, env = "IMGGO_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// Seconds to wait for a webhook delivery before polling the job.
+    #[arg(long, default_value_t = 10.0)]
+    pub webhook_fallback: f64,
+    /// Serve Prometheus metrics on this address (GET /metrics).
+    #[arg(long)]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Alert (exit 3) when the success rate falls below P percent.
+    #[arg(long, value_name = "P")]
+    pub alert_success_rate: Option<f64>,
+    /// Alert (exit 3) when p95 latency exceeds SECONDS.
+    #[arg(long, value_name = "SECONDS")]
+    pub alert_p95: Option<f64>,
+    /// No progress and no summary.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Print each result line on stdout, and the final report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the batch; see the exit codes in `imggo --help`.
+pub fn run(args: Args) -> ExitCode {
+    super::common::runtime().block_on(run_async(args))
+}
+
+async fn run_async(args: Args) -> ExitCode {
+    let file = match FileConfig::load() {
+        Ok(f) => f,
+        Err(e) => return usage_error(&e),
+    };
+    let tracker = Arc::new(Tracker::new());
+    let built = match build(&args, &file, tracker.clone()).await {
+        Ok(b) => b,
+        Err(e) => return usage_error(&e),
+    };
+    let Built {
+        pipeline,
+        journal,
+        done,
+        webhook_cleanup,
+        metrics,
+    } = built;
+    if let Err(e) = pipeline.prepare().await {
+        return usage_error(&explain(&e));
+    }
+    let run_started = Instant::now();
+    let mut run = pipeline.run(Inputs::new(args.inputs.clone()));
+    let mut journal = journal;
+    // The total (for the ETA) costs a second walk of the inputs; stdin can't be read twice.
+    let total = (!args.quiet && !args.inputs.iter().any(|i| i == "-"))
+        .then(|| Inputs::new(args.inputs.clone()).count() as u64);
+    let progress = Progress::new(args.quiet, total);
+    let mut journal_error = None;
+    while let Some(line) = run.next_line().await {
+        if journal_error.is_none() {
+            if let Err(e) = journal.append(&line) {
+                journal_error = Some(e);
+            }
+        }
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string(&line).expect("result lines serialise")
+            );
+        }
+        progress.tick(&tracker, run_started);
+    }
+    progress.finish();
+    let mut report: Report = run.report().await;
+    report.resumed += done;
+    if let Some(cleanup) = webhook_cleanup {
+        cleanup.await;
+    }
+    if let Some(m) = metrics {
+        m.abort();
+    }
+    if let Some(e) = journal_error {
+        eprintln!("imggo: results file {}: {e}", args.out.display());
+        return ExitCode::from(1);
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).expect("report serialises")
+        );
+    } else if !args.quiet {
+        println!("{}", report.table());
+    }
+    ExitCode::from(report.exit_code())
+}
+
+/// A clearer message for the errors that stop a run before it starts.
+fn explain(e: &Error) -> String {
+    match e.status() {
+        Some(401) => format!("the API key was refused (401): {e}"),
+        Some(403) => format!("the API key lacks a scope for this pattern (403): {e}"),
+        Some(404) => format!("pattern not found (404): {e}"),
+        _ => format!("cannot start the run: {e}"),
+    }
+}
+
+struct Built {
+    pipeline: Pipeline,
+    journal: Journal,
+    done: u64,
+    webhook_cleanup: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+    metrics: Option<tokio::task::JoinHandle<()>>,
+}
+
+async fn build(args: &Args, file: &FileConfig, tracker: Arc<Tracker>) -> Result<Built, Error> {
+    let pattern = args
+        .pattern
+        .clone()
+        .or_else(|| file.pattern.clone())
+        .ok_or_else(|| Error::Config("--pattern is required".into()))?;
+    let pacer = Arc::new(HeaderPacer::new());
+    let observer: Arc<dyn RateLimitObserver> = Arc::new(Observers(vec![
+        pacer.clone() as Arc<dyn RateLimitObserver>,
+        tracker.clone(),
+    ]));
+    let retry = Arc::new(CountingRetry {
+        inner: Arc::new(Backoff::default()),
+        tracker: tracker.clone(),
+    });
+    let client = args
+        .conn
+        .client(
+            file,
+            Hooks {
+                retry: Some(retry),
+                observer: Some(observer),
+            },
+        )
+        .await?;
+
+    let mut limiters: Vec<Arc<dyn Limiter>> = vec![pacer];
+    match (&args.limiter, args.rps) {
+        (Some(url), Some(rps)) => limiters.push(Arc::new(shared_limiter(url, rps, args).await?)),
+        (Some(_), None) => return Err(Error::Config("--limiter needs --rps".into())),
+        (None, Some(rps)) => limiters.push(Arc::new(
+            TokenBucket::new(rps, rps.ceil().max(1.0) as u32)
+                .map_err(|e| Error::Config(format!("--rps {rps}: {e}")))?,
+        )),
+        (None, None) => {}
+    }
+
+    let concurrency = match args.concurrency.as_str() {
+        "auto" => {
+            let config = AdaptiveConfig::default();
+            let max = config.max as usize;
+            let adaptive = AdaptiveConcurrency::new(config)
+                .map_err(|e| Error::Config(format!("--concurrency auto: {e}")))?;
+            Concurrency::Auto(Arc::new(adaptive), max)
+        }
+        n => match n.parse::<usize>() {
+            Ok(n) if n >= 1 => Concurrency::Fixed(n),
+            _ => {
+                return Err(Error::Config(format!(
+                    "--concurrency {n:?}: want a positive number or auto"
+                )))
+            }
+        },
+    };
+
+    let optimize = (!args.no_optimize).then(|| OptimizeOptions {
+        max_side: args.max_side,
+        quality: args.quality,
+        ..OptimizeOptions::default()
+    });
+
+    let cache_spec = args
+        .cache
+        .clone()
+        .or_else(|| file.cache.clone())
+        .unwrap_or_else(super::common::default_cache);
+    let cache = super::common::open_cache(&cache_spec)
+        .await
+        .map_err(|e| Error::Config(format!("--cache {cache_spec}: {e}")))?;
+    // Workers that share a Redis cache also share in-flight work: one job per image.
+    let deduper = match imggo::cache::parse_cache_url(&cache_spec) {
+        Ok(imggo::cache::CacheSpec::Redis(url)) => {
+            let link = RedisLink::connect(&url, RedisOptions::default())
+                .await
+                .map_err(|e| Error::Config(format!("--cache {cache_spec}: {e}")))?;
+            Some(Arc::new(Deduper::with_redis(link, DedupOptions::default())))
+        }
+        _ => None,
+    };
+
+    let mut rules = AlertRules::default();
+    if let Some(p) = args.alert_success_rate {
+        if !(0.0..=100.0).contains(&p) {
+            return Err(Error::Config(
+                "--alert-success-rate is a percentage, 0 to 100".into(),
+            ));
+        }
+        rules.min_success_rate = Some(p / 100.0);
+    }
+    if let Some(s) = args.alert_p95 {
+        if !(s.is_finite() && s > 0.0) {
+            return Err(Error::Config("--alert-p95 wants positive seconds".into()));
+        }
+        rules.max_p95 = Some(Duration::from_secs_f64(s));
+    }
+
+    let (journal, done) = Journal::open(&args.out, args.resume)?;
+    let done_count = done.len() as u64;
+
+    let mut webhook_cleanup = None;
+    let wait = match (&args.webhook_listen, &args.webhook_secret) {
+        (Some(addr), Some(secret)) => {
+            if secret.len() < 16 {
+                return Err(Error::Config(
+                    "--webhook-secret must be at least 16 characters".into(),
+                ));
+            }
+            let (local, receiver) = WebhookReceiver::bind(
+                *addr,
+                Secret::new(secret.clone()),
+                ReceiverOptions::default(),
+            )
+            .await?;
+            let url = format!("http://{local}/");
+            let existing = client.list_webhooks().await?;
+            if !existing.iter().any(|w| w.url == url) {
+                let created = client
+                    .create_webhook(&imggo::core::CreateWebhook {
+                        url,
+                        events: vec!["job.succeeded".into(), "job.failed".into()],
+                        secret: Some(Secret::new(secret.clone())),
+                    })
+                    .await?;
+                let c = client.clone();
+                webhook_cleanup = Some(Box::pin(async move {
+                    let _ = c.delete_webhook(&created.id).await;
+                })
+                    as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>);
+            }
+            WaitMode::Webhook {
+                router: WebhookRouter::spawn(receiver),
+                fallback_after: Duration::from_secs_f64(args.webhook_fallback.max(0.0)),
+                poll: PollPolicy::default(),
+            }
+        }
+        _ => WaitMode::Poll(PollPolicy::default()),
+    };
+
+    let metrics = match args.metrics_addr {
+        Some(addr) => {
+            let (local, task) = imggo::metrics::serve(addr, tracker.clone()).await?;
+            if !args.quiet {
+                eprintln!("imggo: metrics on http://{local}/metrics");
+            }
+            Some(task)
+        }
+        None => None,
+    };
+
+    let mut b = Pipeline::builder()
+        .client(client)
+        .pattern(pattern)
+        .optimize(optimize)
+        .limiter(Arc::new(limiters.into_iter().collect::<Chain>()))
+        .concurrency(concurrency)
+        .wait(wait)
+        .tracker(tracker)
+        .alert_rules(rules)
+        .skip(done);
+    if let Some(cache) = cache {
+        b = b.cache(cache, Duration::from_secs(30 * 24 * 3600));
+    }
+    if let Some(d) = deduper {
+        b = b.deduper(d);
+    }
+    Ok(Built {
+        pipeline: b.build()?,
+        journal,
+        done: done_count,
+        webhook_cleanup,
+        metrics,
+    })
+}
+
+/// The Redis limiter shared by every worker using the same API key (namespaced by a hash
+/// of the key, never the key itself): `rps` as N per second, or 1 per 1/rps seconds.
+async fn shared_limiter(url: &str, rps: f64, args: &Args) -> Result<RedisLimiter, Error> {
+    if !(rps.is_finite() && rps > 0.0) {
+        return Err(Error::Config(format!("--rps {rps}: want a positive rate")));
+    }
+    let (limit, window) = if rps >= 1.0 {
+        (rps.round() as u32, Duration::from_secs(1))
+    } else {
+        (1, Duration::from_secs_f64(1.0 / rps))
+    };
+    let conn = RedisLimiter::connect(url)
+        .await
+        .map_err(|e| Error::Config(format!("--limiter {url}: {e}")))?;
+    let key = Secret::new(args.conn.api_key.clone().unwrap_or_default());
+    RedisLimiter::new(conn, Subject::api_key(&key), limit, window)
+        .map_err(|e| Error::Config(format!("--limiter {url}: {e}")))
+}
+
+/// Fans rate-limit headers out to several observers.
+struct Observers(Vec<Arc<dyn RateLimitObserver>>);
+
+impl RateLimitObserver for Observers {
+    fn observe(&self, info: &imggo::core::RateLimitInfo) {
+        for o in &self.0 {
+            o.observe(info);
+        }
+    }
+}

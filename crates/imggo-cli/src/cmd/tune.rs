@@ -1,0 +1,163 @@
+//! `imggo tune <INPUT>... --pattern ID [--levels 1,5,10,20,50]`: the guide's concurrency
+//! sweep, done right — each level really runs that many uploads at once, on fresh jobs
+//! (a per-sweep nonce in `extras` keeps idempotency from answering from earlier levels).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use imggo::core::Tracker;
+use imggo::ratelimit::Backoff;
+use imggo::{Concurrency, CountingRetry, Inputs, Pipeline, Report};
+use serde::Serialize;
+use serde_json::json;
+
+use super::common::{runtime, usage_error, Connection, FileConfig, Hooks};
+
+/// Flags of `imggo tune`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Inputs as for `imggo run` (a few dozen representative images is enough).
+    #[arg(required = true)]
+    pub inputs: Vec<String>,
+    /// The pattern to measure with.
+    #[arg(long, env = "IMGGO_PATTERN")]
+    pub pattern: String,
+    /// Concurrency levels to try.
+    #[arg(long, value_delimiter = ',', default_value = "1,5,10,20,50")]
+    pub levels: Vec<usize>,
+    /// Upload the original bytes.
+    #[arg(long)]
+    pub no_optimize: bool,
+    /// Print one JSON line per level and one for the recommendation.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+/// One level's measurement.
+#[derive(Debug, Serialize)]
+pub struct Level {
+    /// Concurrent uploads.
+    pub concurrency: usize,
+    /// Inputs finished per second.
+    pub images_per_sec: f64,
+    /// p95 latency per input.
+    pub p95_ms: f64,
+    /// Inputs that failed.
+    pub failed: u64,
+}
+
+/// The lowest level within 10 % of the best throughput: more concurrency than that only
+/// adds latency and rate-limit risk.
+pub fn knee(levels: &[Level]) -> Option<usize> {
+    let best = levels.iter().map(|l| l.images_per_sec).fold(0.0, f64::max);
+    levels
+        .iter()
+        .filter(|l| l.failed == 0 && l.images_per_sec >= 0.9 * best)
+        .map(|l| l.concurrency)
+        .min()
+}
+
+/// Runs the sweep.
+pub fn run(args: Args) -> ExitCode {
+    if args.levels.is_empty() || args.levels.contains(&0) {
+        return usage_error(&"--levels wants positive numbers, e.g. 1,5,10,20,50");
+    }
+    let file = match FileConfig::load() {
+        Ok(f) => f,
+        Err(e) => return usage_error(&e),
+    };
+    runtime().block_on(async move {
+        let nonce = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let mut results = Vec::new();
+        if !args.json {
+            println!(
+                "{:>12} {:>10} {:>10} {:>7}",
+                "concurrency", "images/s", "p95 ms", "failed"
+            );
+        }
+        for &level in &args.levels {
+            let tracker = Arc::new(Tracker::new());
+            let hooks = Hooks {
+                retry: Some(Arc::new(CountingRetry {
+                    inner: Arc::new(Backoff::default()),
+                    tracker: tracker.clone(),
+                })),
+                observer: Some(tracker.clone()),
+            };
+            let client = match args.conn.client(&file, hooks).await {
+                Ok(c) => c,
+                Err(e) => return usage_error(&e),
+            };
+            let built = Pipeline::builder()
+                .client(client)
+                .pattern(args.pattern.clone())
+                .optimize((!args.no_optimize).then(Default::default))
+                .concurrency(Concurrency::Fixed(level))
+                .extras(json!({ "imggo_tune": format!("{nonce:x}-{level}") }))
+                .tracker(tracker)
+                .build();
+            let pipeline = match built {
+                Ok(p) => p,
+                Err(e) => return usage_error(&e),
+            };
+            if let Err(e) = pipeline.prepare().await {
+                return usage_error(&e);
+            }
+            let mut run = pipeline.run(Inputs::new(args.inputs.clone()));
+            while run.next_line().await.is_some() {}
+            let report: Report = run.report().await;
+            let l = Level {
+                concurrency: level,
+                images_per_sec: report.snapshot.throughput,
+                p95_ms: report.snapshot.latency.p95_ms,
+                failed: report.snapshot.failed,
+            };
+            if args.json {
+                println!("{}", serde_json::to_string(&l).expect("serialises"));
+            } else {
+                println!(
+                    "{:>12} {:>10.1} {:>10.0} {:>7}",
+                    l.concurrency, l.images_per_sec, l.p95_ms, l.failed
+                );
+            }
+            results.push(l);
+        }
+        match knee(&results) {
+            Some(k) if args.json => println!("{}", json!({ "recommended_concurrency": k })),
+            Some(k) => println!(
+                "recommended: --concurrency {k} (lowest level within 10 % of the best throughput)"
+            ),
+            None => println!("no level finished without failures"),
+        }
+        ExitCode::SUCCESS
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn knee_is_the_lowest_level_near_the_best() {
+        let l = |c, r, f| Level {
+            concurrency: c,
+            images_per_sec: r,
+            p95_ms: 0.0,
+            failed: f,
+        };
+        assert_eq!(
+            knee(&[l(1, 10.0, 0), l(5, 45.0, 0), l(10, 48.0, 0), l(20, 49.0, 0)]),
+            Some(5)
+        );
+        assert_eq!(
+            knee(&[l(1, 10.0, 0), l(5, 50.0, 3), l(10, 48.0, 0)]),
+            Some(10)
+        );
+        assert_eq!(knee(&[]), None);
+    }
+}

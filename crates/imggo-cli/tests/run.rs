@@ -1,0 +1,146 @@
+//! `imggo run` as scripts use it: the real binary against the emulator over loopback.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use imggo::core::Outcome;
+use imggo::emulator::{Config, Emulator, Handle, LatencyModel};
+use imggo::ResultLine;
+
+const KEY: &str = "imggo_cli_test_key";
+
+async fn emulator(latency_ms: u64) -> (Handle, String) {
+    let config = Config {
+        latency: LatencyModel::Fixed(Duration::from_millis(latency_ms)),
+        ..Config::default()
+    }
+    .api_key(KEY);
+    let handle = Emulator::start(config).await.unwrap();
+    let pattern = handle.create_pattern("cli test", None).id;
+    (handle, pattern)
+}
+
+fn imggo(handle: &Handle, pattern: &str, key: &str, out: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_imggo"));
+    c.args([
+        "run",
+        "--pattern",
+        pattern,
+        "--endpoint",
+        &handle.base_url(),
+    ])
+    .args(["--api-key", key, "--cache", "off", "--out"])
+    .arg(out)
+    .args(extra)
+    .env_remove("IMGGO_API_KEY")
+    .env_remove("IMGGO_ENDPOINT")
+    .env("IMGGO_CONFIG", "/nonexistent/imggo-config.toml")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    c
+}
+
+fn lines(out: &Path) -> Vec<ResultLine> {
+    std::fs::read_to_string(out)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_key_exits_2_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = imggo_testkit::corpus_variants(&dir.path().join("in"), 2, 0);
+    let (handle, pattern) = emulator(0).await;
+    let out = dir.path().join("results.jsonl");
+    let mut cmd = imggo(&handle, &pattern, "imggo_wrong_key", &out, &[]);
+    cmd.arg(&inputs[0]);
+    let result = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains("API key was refused"), "stderr: {stderr}");
+    assert!(
+        !stderr.contains("imggo_wrong_key"),
+        "the key leaked: {stderr}"
+    );
+    assert_eq!(handle.stats().ingests_accepted, 0);
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_then_resume_makes_no_second_ingest() {
+    let dir = tempfile::tempdir().unwrap();
+    let input_dir = dir.path().join("in");
+    let inputs = imggo_testkit::corpus_variants(&input_dir, 40, 0);
+    let (handle, pattern) = emulator(250).await;
+    let out = dir.path().join("results.jsonl");
+    let input_arg = input_dir.display().to_string();
+
+    let mut child = imggo(
+        &handle,
+        &pattern,
+        KEY,
+        &out,
+        &["--concurrency", "4", "--quiet", &input_arg],
+    )
+    .spawn()
+    .unwrap();
+    // Kill it once some, but not all, inputs are done.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lines(&out).len() < 8 {
+        assert!(Instant::now() < deadline, "the first run made no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = lines(&out).len();
+    assert!(before < inputs.len(), "killed too late: {before} lines");
+    let accepted_before = handle.stats().ingests_accepted;
+
+    let cmd = imggo(
+        &handle,
+        &pattern,
+        KEY,
+        &out,
+        &["--resume", "--concurrency", "4", &input_arg],
+    );
+    let result = tokio::task::spawn_blocking(move || {
+        let mut cmd = cmd;
+        cmd.output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        result.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let all = lines(&out);
+    let finished: std::collections::HashSet<String> = all
+        .iter()
+        .filter(|l| l.status != Outcome::Failed)
+        .map(|l| l.input.clone())
+        .collect();
+    assert_eq!(
+        finished.len(),
+        inputs.len(),
+        "every input finished exactly once"
+    );
+    assert_eq!(all.len(), inputs.len(), "no input got a second line");
+    let stats = handle.stats();
+    assert_eq!(
+        stats.jobs_created,
+        inputs.len() as u64,
+        "no second job for any image"
+    );
+    assert_eq!(stats.ingests_accepted, inputs.len() as u64);
+    assert!(stats.ingests_accepted >= accepted_before);
+    handle.shutdown().await;
+}

@@ -1,0 +1,31 @@
+//! Hooks that connect the client to the run's metrics.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use imggo_core::{Error, RetryPolicy, Tracker};
+
+/// Counts retries and 429s into the tracker around another retry policy.
+pub struct CountingRetry {
+    /// The policy that decides.
+    pub inner: Arc<dyn RetryPolicy>,
+    /// Where the counts go.
+    pub tracker: Arc<Tracker>,
+}
+
+impl RetryPolicy for CountingRetry {
+    fn next_delay(&self, failures: u32, elapsed: Duration, error: &Error) -> Option<Duration> {
+        if error.is_rate_limited() {
+            self.tracker.record_rate_limited();
+        }
+        let d = self.inner.next_delay(failures, elapsed, error);
+        if d.is_some() {
+            self.tracker.record_retry();
+        }
+        d
+    }
+
+    fn on_success(&self) {
+        self.inner.on_success()
+    }
+}

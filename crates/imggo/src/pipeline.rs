@@ -1,0 +1,789 @@
+//! The batch pipeline: read → hash → dedup → cache → optimise → limit → ingest → wait →
+//! cache put → one result line per input.
+//!
+//! Three stages joined by bounded channels, so memory stays flat however many inputs
+//! there are and the stages overlap:
+//!
+//! 1. a feeder thread expands the inputs lazily;
+//! 2. `cpu_workers` preparation tasks read and hash each file once, drop in-run duplicates,
+//!    look the cache up, and optimise on the blocking pool — they run ahead of the network
+//!    stage, so the CPU never idles while uploads wait;
+//! 3. a dispatcher runs up to `concurrency` network tasks (fixed, or adaptive with
+//!    [`Concurrency::Auto`]): limiter, ingest with the derived idempotency key, wait for the
+//!    job by polling or by webhook with polling as the fallback, cache put.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_core::Stream;
+use imggo_cache::{Cache, CachedResult, Deduper, Role};
+use imggo_core::{
+    AlertRules, CacheKey, ContentHash, Error, Job, Manifest, Outcome, SettingsFingerprint, Tracker,
+};
+use imggo_http::{Client, IngestOptions, PollPolicy};
+use imggo_optimize::{Optimizer, Options as OptimizeOptions};
+use imggo_ratelimit::{AdaptiveConcurrency, Limiter, Permit};
+use serde_json::Value;
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::input::Input;
+use crate::journal::{ErrorInfo, ResultLine};
+use crate::report::Report;
+use crate::webhook::WebhookRouter;
+
+/// How many network tasks run at once.
+#[derive(Debug, Clone)]
+pub enum Concurrency {
+    /// Exactly this many.
+    Fixed(usize),
+    /// Adapted to the service: grows while latency holds, shrinks on 429s, timeouts and
+    /// latency inflation; the `usize` bounds the queue in front of it (its maximum).
+    Auto(Arc<AdaptiveConcurrency>, usize),
+}
+
+/// How the pipeline learns that a job finished.
+#[derive(Clone)]
+pub enum WaitMode {
+    /// Poll `GET /jobs/{id}` with backoff.
+    Poll(PollPolicy),
+    /// Wait for a signed webhook delivery; poll when none arrives within `fallback_after`.
+    Webhook {
+        /// Routes verified deliveries to the waiting tasks.
+        router: Arc<WebhookRouter>,
+        /// How long to wait for a delivery before polling.
+        fallback_after: Duration,
+        /// The polling used as the fallback.
+        poll: PollPolicy,
+    },
+}
+
+/// Builds a [`Pipeline`]; see [`Pipeline::builder`].
+pub struct PipelineBuilder {
+    client: Option<Client>,
+    pattern_id: Option<String>,
+    pattern_version: Option<u32>,
+    optimize: Option<OptimizeOptions>,
+    cache: Option<Arc<dyn Cache>>,
+    cache_ttl: Duration,
+    limiter: Option<Arc<dyn Limiter>>,
+    deduper: Option<Arc<Deduper<Job, Error>>>,
+    concurrency: Concurrency,
+    wait: WaitMode,
+    tracker: Arc<Tracker>,
+    cpu_workers: usize,
+    extras: Option<Value>,
+    alert_rules: AlertRules,
+    skip: HashSet<String>,
+}
+
+impl PipelineBuilder {
+    /// The API client (required).
+    pub fn client(mut self, client: Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// The pattern every input is run with (required).
+    pub fn pattern(mut self, id: impl Into<String>) -> Self {
+        self.pattern_id = Some(id.into());
+        self
+    }
+
+    /// The pattern's version, when known; otherwise [`Pipeline::prepare`] asks the API.
+    pub fn pattern_version(mut self, version: u32) -> Self {
+        self.pattern_version = Some(version);
+        self
+    }
+
+    /// Optimiser options; `None` uploads the original bytes.
+    pub fn optimize(mut self, options: Option<OptimizeOptions>) -> Self {
+        self.optimize = options;
+        self
+    }
+
+    /// The result cache and the lifetime of its entries.
+    pub fn cache(mut self, cache: Arc<dyn Cache>, ttl: Duration) -> Self {
+        self.cache = Some(cache);
+        self.cache_ttl = ttl;
+        self
+    }
+
+    /// A limiter every ingest passes before it is sent.
+    pub fn limiter(mut self, limiter: Arc<dyn Limiter>) -> Self {
+        self.limiter = Some(limiter);
+        self
+    }
+
+    /// Single flight across workers (a Redis-backed [`Deduper`]): identical images sent
+    /// by several workers at once cost one job; the others report `duplicate`. Within one
+    /// pipeline, duplicates are always folded without it.
+    pub fn deduper(mut self, deduper: Arc<Deduper<Job, Error>>) -> Self {
+        self.deduper = Some(deduper);
+        self
+    }
+
+    /// Fixed or adaptive concurrency of the network stage.
+    pub fn concurrency(mut self, c: Concurrency) -> Self {
+        self.concurrency = c;
+        self
+    }
+
+    /// Polling or webhooks.
+    pub fn wait(mut self, w: WaitMode) -> Self {
+        self.wait = w;
+        self
+    }
+
+    /// A shared tracker (to serve `/metrics` while the run goes on).
+    pub fn tracker(mut self, t: Arc<Tracker>) -> Self {
+        self.tracker = t;
+        self
+    }
+
+    /// Preparation tasks (reading, hashing, optimising); defaults to the core count.
+    pub fn cpu_workers(mut self, n: usize) -> Self {
+        self.cpu_workers = n.max(1);
+        self
+    }
+
+    /// Metadata sent with every ingest (`extras`), part of the idempotency key.
+    pub fn extras(mut self, extras: Value) -> Self {
+        self.extras = Some(extras);
+        self
+    }
+
+    /// Alert rules evaluated into the final report.
+    pub fn alert_rules(mut self, rules: AlertRules) -> Self {
+        self.alert_rules = rules;
+        self
+    }
+
+    /// Inputs (by label) finished by an earlier run: skipped and counted as resumed.
+    pub fn skip(mut self, done: HashSet<String>) -> Self {
+        self.skip = done;
+        self
+    }
+
+    /// Checks the configuration.
+    pub fn build(self) -> Result<Pipeline, Error> {
+        let client = self
+            .client
+            .ok_or_else(|| Error::Config("pipeline needs a client".into()))?;
+        let pattern_id = self
+            .pattern_id
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| Error::Config("pipeline needs a pattern id (--pattern)".into()))?;
+        if let Concurrency::Fixed(0) = self.concurrency {
+            return Err(Error::Config("concurrency must be at least 1".into()));
+        }
+        Ok(Pipeline {
+            shared: Arc::new(Shared {
+                client,
+                pattern_id,
+                pattern_version: Mutex::new(self.pattern_version),
+                optimize: self.optimize,
+                cache: self.cache,
+                cache_ttl: self.cache_ttl,
+                limiter: self.limiter,
+                deduper: self.deduper,
+                wait: self.wait,
+                tracker: self.tracker,
+                extras: self.extras,
+                inflight: Mutex::new(HashMap::new()),
+                seen: Mutex::new(HashSet::new()),
+            }),
+            concurrency: self.concurrency,
+            cpu_workers: self.cpu_workers,
+            alert_rules: self.alert_rules,
+            skip: self.skip,
+        })
+    }
+}
+
+/// The assembled batch pipeline.
+pub struct Pipeline {
+    shared: Arc<Shared>,
+    concurrency: Concurrency,
+    cpu_workers: usize,
+    alert_rules: AlertRules,
+    skip: HashSet<String>,
+}
+
+struct Shared {
+    client: Client,
+    pattern_id: String,
+    pattern_version: Mutex<Option<u32>>,
+    optimize: Option<OptimizeOptions>,
+    cache: Option<Arc<dyn Cache>>,
+    cache_ttl: Duration,
+    limiter: Option<Arc<dyn Limiter>>,
+    deduper: Option<Arc<Deduper<Job, Error>>>,
+    wait: WaitMode,
+    tracker: Arc<Tracker>,
+    extras: Option<Value>,
+    /// In-run single flight: cache-key digest → inputs waiting for the first one's result.
+    inflight: Mutex<HashMap<ContentHash, Vec<Follower>>>,
+    /// Digests already handled in this run (16 bytes per unique input), so a repeat that
+    /// arrives after the first one finished is still reported as a `duplicate`.
+    seen: Mutex<HashSet<ContentHash>>,
+}
+
+struct Follower {
+    label: String,
+    started: Instant,
+    bytes_in: u64,
+}
+
+enum Payload {
+    Image(Bytes),
+    Url(String),
+}
+
+struct Prepared {
+    label: String,
+    /// Time spent reading, hashing and optimising (queue waits excluded).
+    prep: Duration,
+    /// An identical input already finished earlier in this run.
+    repeat: bool,
+    hash: ContentHash,
+    key: CacheKey,
+    payload: Payload,
+    bytes_in: u64,
+}
+
+/// A running batch: a [`Stream`] of result lines, one per input, then [`Run::report`].
+pub struct Run {
+    rx: mpsc::Receiver<ResultLine>,
+    done: tokio::task::JoinHandle<(u64, u64)>,
+    tracker: Arc<Tracker>,
+    alert_rules: AlertRules,
+}
+
+impl Stream for Run {
+    type Item = ResultLine;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ResultLine>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl Run {
+    /// The next result line, or `None` when every input has one.
+    pub async fn next_line(&mut self) -> Option<ResultLine> {
+        self.rx.recv().await
+    }
+
+    /// The final report; call after the stream has ended.
+    pub async fn report(self) -> Report {
+        let (inputs, resumed) = self.done.await.unwrap_or((0, 0));
+        let snapshot = self.tracker.snapshot();
+        let alerts = self.alert_rules.evaluate(&snapshot);
+        Report {
+            inputs,
+            resumed,
+            snapshot,
+            alerts,
+        }
+    }
+}
+
+thread_local! {
+    /// One optimiser per blocking-pool thread, rebuilt if the options change.
+    static OPTIMIZER: RefCell<Option<(String, Optimizer)>> = const { RefCell::new(None) };
+}
+
+impl Pipeline {
+    /// Starts building a pipeline.
+    pub fn builder() -> PipelineBuilder {
+        PipelineBuilder {
+            client: None,
+            pattern_id: None,
+            pattern_version: None,
+            optimize: Some(OptimizeOptions::default()),
+            cache: None,
+            cache_ttl: Duration::from_secs(30 * 24 * 3600),
+            limiter: None,
+            deduper: None,
+            concurrency: Concurrency::Fixed(10),
+            wait: WaitMode::Poll(PollPolicy::default()),
+            tracker: Arc::new(Tracker::new()),
+            cpu_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            extras: None,
+            alert_rules: AlertRules::default(),
+            skip: HashSet::new(),
+        }
+    }
+
+    /// The tracker the run records into.
+    pub fn tracker(&self) -> Arc<Tracker> {
+        self.shared.tracker.clone()
+    }
+
+    /// Fetches the pattern's version (part of every cache key) unless it was given. A
+    /// missing pattern or a refused key fails here, before any input is touched.
+    pub async fn prepare(&self) -> Result<u32, Error> {
+        if let Some(v) = *self.shared.pattern_version.lock().expect("not poisoned") {
+            return Ok(v);
+        }
+        let p = self
+            .shared
+            .client
+            .get_pattern(&self.shared.pattern_id)
+            .await?;
+        *self.shared.pattern_version.lock().expect("not poisoned") = Some(p.version);
+        Ok(p.version)
+    }
+
+    /// Runs the batch over `inputs` on the current Tokio runtime. Call [`Pipeline::prepare`]
+    /// first (or set the pattern version).
+    pub fn run<I>(self, inputs: I) -> Run
+    where
+        I: IntoIterator<Item = Input> + Send + 'static,
+        I::IntoIter: Send,
+    {
+        let Pipeline {
+            shared,
+            concurrency,
+            cpu_workers,
+            alert_rules,
+            skip,
+        } = self;
+        let net_slots = match &concurrency {
+            Concurrency::Fixed(n) => *n,
+            Concurrency::Auto(_, max) => *max,
+        };
+        let (in_tx, in_rx) = mpsc::channel::<Input>(cpu_workers * 4);
+        let (net_tx, net_rx) = mpsc::channel::<Prepared>(net_slots.max(cpu_workers) * 2);
+        let (out_tx, out_rx) = mpsc::channel::<ResultLine>(256);
+        let tracker = shared.tracker.clone();
+
+        // Stage 1: expand inputs on a thread of its own (directory walks block).
+        let feeder = tokio::task::spawn_blocking(move || {
+            let (mut seen, mut resumed) = (0u64, 0u64);
+            for input in inputs {
+                seen += 1;
+                if skip.contains(&input.label()) {
+                    resumed += 1;
+                    continue;
+                }
+                if in_tx.blocking_send(input).is_err() {
+                    break;
+                }
+            }
+            (seen, resumed)
+        });
+
+        // Stage 2: preparation tasks.
+        let in_rx = Arc::new(tokio::sync::Mutex::new(in_rx));
+        let mut prep = Vec::with_capacity(cpu_workers);
+        for _ in 0..cpu_workers {
+            let (in_rx, net_tx, out_tx, shared) = (
+                in_rx.clone(),
+                net_tx.clone(),
+                out_tx.clone(),
+                shared.clone(),
+            );
+            prep.push(tokio::spawn(async move {
+                loop {
+                    let next = in_rx.lock().await.recv().await;
+                    let Some(input) = next else { break };
+                    if let Some(p) = shared.prepare_one(input, Instant::now(), &out_tx).await {
+                        if net_tx.send(p).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }));
+        }
+        drop(net_tx);
+
+        // Stage 3: the network dispatcher.
+        let dispatcher = {
+            let (shared, out_tx) = (shared.clone(), out_tx.clone());
+            tokio::spawn(dispatch(shared, concurrency, net_rx, out_tx))
+        };
+        drop(out_tx);
+
+        let done = tokio::spawn(async move {
+            let counts = feeder.await.unwrap_or((0, 0));
+            for p in prep {
+                let _ = p.await;
+            }
+            let _ = dispatcher.await;
+            counts
+        });
+        Run {
+            rx: out_rx,
+            done,
+            tracker,
+            alert_rules,
+        }
+    }
+}
+
+async fn dispatch(
+    shared: Arc<Shared>,
+    concurrency: Concurrency,
+    mut net_rx: mpsc::Receiver<Prepared>,
+    out_tx: mpsc::Sender<ResultLine>,
+) {
+    let mut tasks = tokio::task::JoinSet::new();
+    match concurrency {
+        Concurrency::Fixed(n) => {
+            let slots = Arc::new(Semaphore::new(n));
+            while let Some(p) = net_rx.recv().await {
+                let permit = slots.clone().acquire_owned().await.expect("never closed");
+                let (shared, out_tx) = (shared.clone(), out_tx.clone());
+                tasks.spawn(async move {
+                    shared.send_one(p, &out_tx, None).await;
+                    drop(permit);
+                });
+                while tasks.try_join_next().is_some() {}
+            }
+        }
+        Concurrency::Auto(adaptive, _) => {
+            while let Some(p) = net_rx.recv().await {
+                let permit = adaptive.acquire().await;
+                let (shared, out_tx) = (shared.clone(), out_tx.clone());
+                tasks.spawn(async move {
+                    shared.send_one(p, &out_tx, Some(permit)).await;
+                });
+                while tasks.try_join_next().is_some() {}
+            }
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Elapsed milliseconds since `t`.
+fn ms(t: Instant) -> u64 {
+    t.elapsed().as_millis() as u64
+}
+
+impl Shared {
+    fn settings(&self) -> SettingsFingerprint {
+        SettingsFingerprint::of(
+            &self
+                .optimize
+                .as_ref()
+                .map_or_else(|| "no-optimize".to_owned(), OptimizeOptions::fingerprint),
+        )
+    }
+
+    fn line(&self, label: String, started: Instant, status: Outcome) -> ResultLine {
+        ResultLine {
+            input: label,
+            content_hash: None,
+            pattern_id: self.pattern_id.clone(),
+            job_id: None,
+            status,
+            manifest: None,
+            error: None,
+            attempts: 0,
+            latency_ms: ms(started),
+            bytes_in: 0,
+            bytes_sent: 0,
+        }
+    }
+
+    async fn emit(&self, out: &mpsc::Sender<ResultLine>, line: ResultLine) {
+        self.tracker
+            .record(line.status, Duration::from_millis(line.latency_ms));
+        let _ = out.send(line).await;
+    }
+
+    async fn fail(
+        &self,
+        out: &mpsc::Sender<ResultLine>,
+        label: String,
+        started: Instant,
+        hash: Option<ContentHash>,
+        err: &Error,
+    ) {
+        let mut l = self.line(label, started, Outcome::Failed);
+        l.content_hash = hash.map(|h| h.to_string());
+        l.error = Some(ErrorInfo::from(err));
+        self.emit(out, l).await;
+    }
+
+    /// Read, hash, dedup, cache lookup and optimise one input. `None` when the input is
+    /// already answered (failed, cached, or a follower of an identical one in flight).
+    async fn prepare_one(
+        self: &Arc<Self>,
+        input: Input,
+        started: Instant,
+        out: &mpsc::Sender<ResultLine>,
+    ) -> Option<Prepared> {
+        let label = input.label();
+        let version = self
+            .pattern_version
+            .lock()
+            .expect("not poisoned")
+            .unwrap_or(1);
+        let (hash, raw) = match input {
+            Input::Broken { reason, .. } => {
+                let e = Error::InvalidInput {
+                    input: label.clone(),
+                    reason,
+                };
+                self.fail(out, label, started, None, &e).await;
+                return None;
+            }
+            Input::Url(url) => (ContentHash::of(url.as_bytes()), Payload::Url(url)),
+            Input::File(path) => {
+                let read = tokio::task::spawn_blocking(move || {
+                    std::fs::read(&path).map(|b| (ContentHash::of(&b), b))
+                })
+                .await;
+                match read {
+                    Ok(Ok((h, bytes))) => (h, Payload::Image(Bytes::from(bytes))),
+                    Ok(Err(source)) => {
+                        let e = Error::Io {
+                            path: label.clone(),
+                            source,
+                        };
+                        self.fail(out, label, started, None, &e).await;
+                        return None;
+                    }
+                    Err(join) => {
+                        let e = Error::InvalidInput {
+                            input: label.clone(),
+                            reason: format!("reader task failed: {join}"),
+                        };
+                        self.fail(out, label, started, None, &e).await;
+                        return None;
+                    }
+                }
+            }
+        };
+        let bytes_in = match &raw {
+            Payload::Image(b) => b.len() as u64,
+            Payload::Url(_) => 0,
+        };
+        let key = CacheKey::new(hash, self.pattern_id.clone(), version, self.settings());
+        let digest = key.digest();
+
+        // In-run single flight: an identical input already on its way answers this one.
+        {
+            let mut inflight = self.inflight.lock().expect("not poisoned");
+            if let Some(followers) = inflight.get_mut(&digest) {
+                followers.push(Follower {
+                    label,
+                    started,
+                    bytes_in,
+                });
+                return None;
+            }
+            inflight.insert(digest, Vec::new());
+        }
+        let repeat = !self.seen.lock().expect("not poisoned").insert(digest);
+        let answered = if repeat {
+            Outcome::Duplicate
+        } else {
+            Outcome::Cached
+        };
+
+        if let Some(cache) = &self.cache {
+            if let Some(hit) = cache.get(&key).await {
+                let mut l = self.line(label, started, answered);
+                l.content_hash = Some(hash.to_string());
+                l.job_id = hit.job_id.clone();
+                l.manifest = Some(hit.manifest.to_value());
+                l.bytes_in = bytes_in;
+                self.finish(out, &digest, l).await;
+                return None;
+            }
+        }
+
+        let payload = match (raw, &self.optimize) {
+            (Payload::Image(bytes), Some(opts)) => {
+                let opts = opts.clone();
+                let fp = opts.fingerprint();
+                let original = bytes.clone();
+                let optimized = tokio::task::spawn_blocking(move || {
+                    OPTIMIZER.with(|cell| {
+                        let mut slot = cell.borrow_mut();
+                        if slot.as_ref().is_none_or(|(f, _)| *f != fp) {
+                            *slot = Some((fp, Optimizer::new(opts)));
+                        }
+                        let (_, opt) = slot.as_mut().expect("just set");
+                        opt.optimize(&original).map(|o| o.bytes)
+                    })
+                })
+                .await;
+                match optimized {
+                    Ok(Ok(out_bytes)) => Payload::Image(Bytes::from(out_bytes)),
+                    Ok(Err(e)) => {
+                        let e = Error::InvalidInput {
+                            input: label.clone(),
+                            reason: e.to_string(),
+                        };
+                        let mut l = self.line(label, started, Outcome::Failed);
+                        l.content_hash = Some(hash.to_string());
+                        l.bytes_in = bytes_in;
+                        l.error = Some(ErrorInfo {
+                            code: "INVALID_IMAGE".into(),
+                            message: e.to_string(),
+                        });
+                        self.finish(out, &digest, l).await;
+                        return None;
+                    }
+                    Err(join) => {
+                        let e = Error::InvalidInput {
+                            input: label.clone(),
+                            reason: format!("optimiser task failed: {join}"),
+                        };
+                        let mut l = self.line(label, started, Outcome::Failed);
+                        l.error = Some(ErrorInfo::from(&e));
+                        self.finish(out, &digest, l).await;
+                        return None;
+                    }
+                }
+            }
+            (raw, _) => raw,
+        };
+        Some(Prepared {
+            label,
+            prep: started.elapsed(),
+            repeat,
+            hash,
+            key,
+            payload,
+            bytes_in,
+        })
+    }
+
+    /// Limiter, ingest, wait, cache put, result line.
+    async fn send_one(&self, p: Prepared, out: &mpsc::Sender<ResultLine>, permit: Option<Permit>) {
+        let digest = p.key.digest();
+        let request_started = Instant::now();
+        let mut l = self.line(p.label.clone(), request_started, Outcome::Failed);
+        l.content_hash = Some(p.hash.to_string());
+        l.bytes_in = p.bytes_in;
+        let result = match &self.deduper {
+            Some(d) => d
+                .run(&p.key, || self.ingest_and_wait(&p, &mut l))
+                .await
+                .map_err(|e| ErrorInfo::from(&*e)),
+            None => self
+                .ingest_and_wait(&p, &mut l)
+                .await
+                .map(|job| (job, Role::Leader))
+                .map_err(|e| ErrorInfo::from(&e)),
+        };
+        if let Some(permit) = permit {
+            match &result {
+                Ok(_) => permit.success_with_latency(request_started.elapsed()),
+                Err(e) if e.code == "RATE_LIMIT_EXCEEDED" || e.code == "TIMEOUT" => {
+                    permit.dropped()
+                }
+                Err(_) => permit.ignore(),
+            }
+        }
+        match result {
+            Ok((job, role)) => {
+                let manifest = job.manifest.unwrap_or(Manifest::Json(Default::default()));
+                if role == Role::Follower {
+                    l.attempts = 0;
+                    l.bytes_sent = 0;
+                }
+                l.status = if p.repeat || role == Role::Follower {
+                    Outcome::Duplicate
+                } else {
+                    Outcome::Succeeded
+                };
+                l.job_id = Some(job.id.clone());
+                l.manifest = Some(manifest.to_value());
+                if let Some(cache) = &self.cache {
+                    let value = CachedResult::new(manifest, Some(job.id), p.key.pattern_version);
+                    cache.put(&p.key, Arc::new(value), self.cache_ttl).await;
+                }
+            }
+            Err(e) => l.error = Some(e),
+        }
+        l.latency_ms = (p.prep + request_started.elapsed()).as_millis() as u64;
+        self.finish(out, &digest, l).await;
+    }
+
+    async fn ingest_and_wait(&self, p: &Prepared, l: &mut ResultLine) -> Result<Job, Error> {
+        if let Some(limiter) = &self.limiter {
+            limiter
+                .acquire()
+                .await
+                .map_err(|e| Error::Config(e.to_string()))?;
+        }
+        let opts = IngestOptions {
+            idempotency_key: None,
+            extras: self.extras.clone(),
+            // The whole cache key: a new pattern version or other settings make a new job.
+            content_hash: Some(p.key.digest()),
+            file_name: None,
+        };
+        let accepted = match &p.payload {
+            Payload::Image(bytes) => {
+                l.bytes_sent = bytes.len() as u64;
+                self.tracker.record_bytes(p.bytes_in, bytes.len() as u64);
+                self.client
+                    .ingest_bytes(&self.pattern_id, bytes.clone(), opts)
+                    .await?
+            }
+            Payload::Url(url) => self.client.ingest_url(&self.pattern_id, url, opts).await?,
+        };
+        l.attempts = accepted.attempts;
+        let r = accepted.response;
+        l.job_id = Some(r.job_id.clone());
+        if r.status.is_terminal() {
+            if r.status == imggo_core::JobStatus::Failed {
+                return Err(Error::JobFailed {
+                    job_id: r.job_id,
+                    message: r.error.map(|e| e.message).unwrap_or_default(),
+                });
+            }
+            if r.manifest.is_some() {
+                return Ok(Job {
+                    pattern_id: Some(self.pattern_id.clone()),
+                    manifest: r.manifest,
+                    ..Job::new(r.job_id, r.status)
+                });
+            }
+        }
+        match &self.wait {
+            WaitMode::Poll(policy) => self.client.wait_for_job(&r.job_id, policy).await,
+            WaitMode::Webhook {
+                router,
+                fallback_after,
+                poll,
+            } => match router.wait(&r.job_id, *fallback_after).await {
+                Some(ev) => router.into_job(ev, &self.pattern_id),
+                None => self.client.wait_for_job(&r.job_id, poll).await,
+            },
+        }
+    }
+
+    /// Emits `line` and a `duplicate` line (same result) for each input that waited on it.
+    async fn finish(&self, out: &mpsc::Sender<ResultLine>, digest: &ContentHash, line: ResultLine) {
+        let followers = self
+            .inflight
+            .lock()
+            .expect("not poisoned")
+            .remove(digest)
+            .unwrap_or_default();
+        for f in followers {
+            let mut d = line.clone();
+            d.input = f.label;
+            if d.status != Outcome::Failed {
+                d.status = Outcome::Duplicate;
+            }
+            d.attempts = 0;
+            d.bytes_in = f.bytes_in;
+            d.bytes_sent = 0;
+            d.latency_ms = ms(f.started);
+            self.emit(out, d).await;
+        }
+        self.emit(out, line).await;
+    }
+}
