@@ -23,9 +23,10 @@ use bytes::Bytes;
 use futures_core::Stream;
 use imggo_cache::{Cache, CachedResult, Deduper, Role};
 use imggo_core::{
-    AlertRules, CacheKey, ContentHash, Error, Job, Manifest, Outcome, SettingsFingerprint, Tracker,
+    AlertRules, CacheKey, ContentHash, Error, Job, Manifest, Outcome, RateLimitInfo,
+    SettingsFingerprint, Tracker,
 };
-use imggo_http::{Client, IngestOptions, PollPolicy};
+use imggo_http::{Client, IngestOptions, PollPolicy, MAX_UPLOAD_BYTES};
 use imggo_optimize::{Optimizer, Options as OptimizeOptions};
 use imggo_ratelimit::{AdaptiveConcurrency, Limiter, Permit};
 use serde_json::Value;
@@ -196,6 +197,7 @@ impl PipelineBuilder {
                 extras: self.extras,
                 inflight: Mutex::new(HashMap::new()),
                 seen: Mutex::new(HashSet::new()),
+                quota_gone: Mutex::new(None),
             }),
             concurrency: self.concurrency,
             cpu_workers: self.cpu_workers,
@@ -228,6 +230,9 @@ struct Shared {
     extras: Option<Value>,
     /// In-run single flight: cache-key digest → inputs waiting for the first one's result.
     inflight: Mutex<HashMap<ContentHash, Vec<Follower>>>,
+    /// The service's "quota exhausted" answer, once seen: later inputs fail with it
+    /// without a request.
+    quota_gone: Mutex<Option<(Duration, Option<RateLimitInfo>)>>,
     /// Digests already handled in this run (16 bytes per unique input), so a repeat that
     /// arrives after the first one finished is still reported as a `duplicate`.
     seen: Mutex<HashSet<ContentHash>>,
@@ -535,7 +540,19 @@ impl Shared {
             }
             Input::Url(url) => (ContentHash::of(url.as_bytes()), Payload::Url(url)),
             Input::File(path) => {
+                // Refuse what could never be sent before reading it into memory.
+                let limit =
+                    self.optimize
+                        .as_ref()
+                        .map_or(MAX_UPLOAD_BYTES, |o| o.max_input_bytes) as u64;
                 let read = tokio::task::spawn_blocking(move || {
+                    let len = std::fs::metadata(&path)?.len();
+                    if len > limit {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            format!("{len} bytes is over the {limit}-byte limit"),
+                        ));
+                    }
                     std::fs::read(&path).map(|b| (ContentHash::of(&b), b))
                 })
                 .await;
@@ -710,6 +727,24 @@ impl Shared {
     }
 
     async fn ingest_and_wait(&self, p: &Prepared, l: &mut ResultLine) -> Result<Job, Error> {
+        if let Some((retry_after, limit)) = *self.quota_gone.lock().expect("not poisoned") {
+            return Err(Error::QuotaExhausted {
+                retry_after,
+                limit,
+                request_id: None,
+            });
+        }
+        let result = self.ingest_and_wait_inner(p, l).await;
+        if let Err(Error::QuotaExhausted {
+            retry_after, limit, ..
+        }) = &result
+        {
+            *self.quota_gone.lock().expect("not poisoned") = Some((*retry_after, *limit));
+        }
+        result
+    }
+
+    async fn ingest_and_wait_inner(&self, p: &Prepared, l: &mut ResultLine) -> Result<Job, Error> {
         if let Some(limiter) = &self.limiter {
             limiter
                 .acquire()

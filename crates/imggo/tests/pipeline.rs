@@ -420,3 +420,40 @@ async fn two_workers_sharing_redis_send_each_image_once() {
     );
     handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_quota_fails_the_rest_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = imggo_testkit::corpus_variants(dir.path(), 12, 0);
+    let (handle, client, pattern) = emulator(Config {
+        limits: imggo::emulator::Limits {
+            monthly_quota: Some(4),
+            ..Default::default()
+        },
+        ..Config::default()
+    })
+    .await;
+    let pipeline = Pipeline::builder()
+        .client(client)
+        .pattern(pattern)
+        .optimize(None)
+        .concurrency(Concurrency::Fixed(1))
+        .wait(WaitMode::Poll(fast_poll()))
+        .build()
+        .unwrap();
+    let (lines, report) = run_all(pipeline, &inputs).await;
+    assert_eq!(lines.len(), 12);
+    assert_eq!(count(&lines, Outcome::Succeeded), 4);
+    let failed: Vec<_> = lines
+        .iter()
+        .filter(|l| l.status == Outcome::Failed)
+        .collect();
+    assert_eq!(failed.len(), 8);
+    assert!(failed
+        .iter()
+        .all(|l| l.error.as_ref().unwrap().code == "QUOTA_EXHAUSTED"));
+    // One refused request taught the pipeline; the other seven were never sent.
+    assert_eq!(handle.stats().rate_limited, 1);
+    assert_eq!(report.exit_code(), 1);
+    handle.shutdown().await;
+}
