@@ -27,6 +27,33 @@
 //! `?format=yaml|xml|csv|text`), `GET/POST /webhooks`, `DELETE /webhooks/{id}`,
 //! `GET /user/usage`, `GET /_health`, and the emulator's own `GET /_emulator/stats`.
 //! Every response carries `X-Request-ID`; gzip is used when the request accepts it.
+//!
+//! ## Dialects
+//!
+//! | | [`Dialect::Server`] (default) | [`Dialect::Docs`] |
+//! |---|---|---|
+//! | job status | `queued`, `running`, `succeeded`, `failed` | `queued`, `processing`, `completed`, `failed` |
+//! | job fields | `id`, `manifest`, `latency_ms`, `error: "text"` | `job_id`, `result`, `processing_time_ms`, `error: {code, message}` |
+//! | error codes | `NOT_FOUND`, `VALIDATION_ERROR`, ... | `not_found`, `validation_error`, ... |
+//! | 429 body | `{error: "Rate limit exceeded", message, limit: {monthly, used, remaining, reset_at}, burst_limit?, upgrade_url}` | `{success: false, error: {code: "rate_limit_exceeded", message, details: {retry_after, limit}}}` |
+//! | webhook payload | `{event, job_id, pattern_id, manifest, error, timestamp}` | the same plus `status` |
+//!
+//! In both, ingest answers 202 `{job_id, status: "queued", message, approach}`, a known
+//! idempotency key answers 200 with the existing job (and its manifest once finished), and
+//! `X-RateLimit-Limit/Remaining/Reset` (monthly quota, `-1` when unlimited; reset = end of
+//! the UTC month in Unix seconds) are sent on ingest answers. A 429 adds `Retry-After`
+//! (whole seconds, rounded up) and `X-Emulator-Retry-After-Ms` (exact).
+//!
+//! ## Faults
+//!
+//! Each request `n` (in arrival order) draws from a splitmix64 stream keyed by
+//! [`Config::seed`]: with [`Faults::fail_500`] / [`Faults::fail_503`] it is answered 500 /
+//! 503 (`Retry-After: 1`) without being handled; with [`Faults::drop`] it is handled and then
+//! the response is cut after half its body (HTTP/1.1: the connection is closed; HTTP/2: the
+//! stream is reset); with [`Faults::slow`] the answer waits [`Faults::slow_by`]. Jobs fail
+//! with [`Faults::job_fail`] and webhook deliveries are lost with [`Faults::webhook_loss`],
+//! each keyed by the job's or delivery's number. The same seed gives the same choices for
+//! the same request, job and delivery numbers. `GET /api/_emulator/stats` is never faulted.
 
 #![warn(missing_docs)]
 

@@ -41,11 +41,10 @@ pub(crate) async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
+    // No HTTP/1 timer: header-read timeouts guard public servers against slow clients;
+    // here they would only cost a timer entry per request.
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .keep_alive(true)
-        .timer(hyper_util::rt::TokioTimer::new());
+    builder.http1().keep_alive(true);
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,

@@ -19,8 +19,10 @@ pub struct Stats {
     pub requests: BTreeMap<String, BTreeMap<u16, u64>>,
     /// All requests answered (the sum over [`Stats::requests`]).
     pub requests_total: u64,
-    /// Ingests that carried valid image bytes, by the `xxh3-<32 hex>` content hash of the
-    /// bytes received (multipart uploads and fetched `image_url`s), replays included.
+    /// Images received, by the `xxh3-<32 hex>` content hash of their bytes: multipart
+    /// uploads the rate limiter admitted and whose bytes sniff as an image (idempotent
+    /// replays, and uploads then refused for a malformed idempotency key, included), and
+    /// `image_url` images once fetched.
     pub ingests_by_hash: BTreeMap<String, u64>,
     /// Ingests answered 202 (a new job).
     pub ingests_accepted: u64,

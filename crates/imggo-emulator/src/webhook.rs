@@ -65,7 +65,11 @@ pub(crate) fn job_finished(state: &Arc<State>, job: &Job) {
         error: job.error.clone(),
         timestamp: Some(Value::String(now_rfc3339())),
     };
-    let body = Bytes::from(serde_json::to_vec(&payload).unwrap_or_default());
+    let body = match state.dialect() {
+        Dialect::Server => serde_json::to_vec(&payload),
+        Dialect::Docs => serde_json::to_vec(&docs_payload(&payload, job)),
+    };
+    let body = Bytes::from(body.unwrap_or_default());
     for (url, secret) in targets {
         let n = state
             .counters
@@ -81,6 +85,28 @@ pub(crate) fn job_finished(state: &Arc<State>, job: &Job) {
         let body = body.clone();
         tokio::spawn(async move { deliver(state, url, sig, body).await });
     }
+}
+
+/// The docs' spelling of a payload: `job.completed`, `status: completed`, `result`,
+/// `error: {code, message}`.
+fn docs_payload(payload: &WebhookEvent, job: &Job) -> Value {
+    let mut v = serde_json::to_value(payload).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        if payload.event == EventKind::JobSucceeded {
+            m.insert("event".into(), Value::from("job.completed"));
+        }
+        m.insert("status".into(), Value::from(job.status.as_docs_str()));
+        if let Some(manifest) = m.remove("manifest") {
+            m.insert("result".into(), manifest);
+        }
+        if let Some(e) = &job.error {
+            m.insert(
+                "error".into(),
+                serde_json::json!({"code": "processing_failed", "message": e.message}),
+            );
+        }
+    }
+    v
 }
 
 async fn deliver(state: Arc<State>, url: String, sig: String, body: Bytes) {

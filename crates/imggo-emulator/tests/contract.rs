@@ -580,3 +580,34 @@ async fn usage_reports_limits() {
     );
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn h2c_clients_are_served_on_one_connection() {
+    let (emu, _) = start(Config::default()).await;
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .build_http();
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let client = client.clone();
+        let uri = format!("{}/patterns", emu.base_url());
+        tasks.push(tokio::spawn(async move {
+            let req = http::Request::get(uri)
+                .header("Authorization", "Bearer k")
+                .body(http_body_util::Full::new(Bytes::new()))
+                .unwrap();
+            let resp = client.request(req).await.unwrap();
+            (resp.version(), resp.status())
+        }));
+    }
+    for t in tasks {
+        let (version, status) = t.await.unwrap();
+        assert_eq!(version, http::Version::HTTP_2);
+        assert_eq!(status, StatusCode::OK);
+    }
+    let s = emu.stats();
+    assert_eq!(s.connections_accepted, 1);
+    assert_eq!(s.requests_with("GET /api/patterns", 200), 20);
+    emu.shutdown().await;
+}

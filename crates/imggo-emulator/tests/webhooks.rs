@@ -335,3 +335,31 @@ async fn webhook_loss_drops_deliveries_at_the_configured_rate() {
     );
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn docs_dialect_payload() {
+    let (addr, mut rx) = receiver(0).await;
+    let emu = Emulator::start(Config::default().dialect(imggo_emulator::Dialect::Docs))
+        .await
+        .unwrap();
+    let api = Api::new(emu.base_url(), Some("k"));
+    let secret = "docs-dialect-secret-0001";
+    api.post_json(
+        "/webhooks",
+        &json!({"url": format!("http://{addr}/h"), "secret": secret}),
+    )
+    .await;
+    let pattern = emu.create_pattern("DocsHook", None);
+    let job = ingest(&api, &pattern.id, &corpus("construction5.jpg")).await;
+    let got = next(&mut rx).await;
+    assert_eq!(got.signature, signature(secret.as_bytes(), &got.body));
+    let v: serde_json::Value = serde_json::from_slice(&got.body).unwrap();
+    assert_eq!(v["event"], "job.completed");
+    assert_eq!(v["status"], "completed");
+    assert!(v["result"].is_object() && v.get("manifest").is_none());
+    let event: WebhookEvent = serde_json::from_slice(&got.body).unwrap();
+    assert_eq!(event.event, EventKind::JobSucceeded);
+    assert_eq!(event.job_id, job);
+    assert!(event.manifest.is_some());
+    emu.shutdown().await;
+}
