@@ -1,4 +1,11 @@
-//! Baseline JPEG encoding (4:2:0, optimized Huffman tables, no metadata).
+//! Baseline JPEG encoding: 4:2:0, one interleaved scan, standard Huffman tables, no
+//! metadata.
+//!
+//! jpeg-encoder 0.7.1's optimized-Huffman mode is deliberately not used: it writes one
+//! scan per component (a non-interleaved sequential JPEG), which zune-jpeg 0.5.15 decodes
+//! with wrong colours when chroma is subsampled (a flat (255, 127, 126) came back as
+//! (0, 255, 0); libjpeg decodes it right), and it is about 1.7× slower. Other decoders on
+//! the receiving side may share that weakness; the interleaved file costs about 2 % in size.
 
 use jpeg_encoder::{ColorType, SamplingFactor};
 
@@ -31,7 +38,6 @@ impl Encoder {
         let mut out = Vec::with_capacity(self.capacity.max(img.data.len() / 8));
         let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality);
         encoder.set_sampling_factor(SamplingFactor::R_4_2_0);
-        encoder.set_optimized_huffman_tables(true);
         let color = if img.is_gray() {
             ColorType::Luma
         } else {

@@ -23,8 +23,10 @@ mod encode;
 mod error;
 mod format;
 mod geometry;
+mod jpeg;
 mod optimizer;
 mod options;
+mod png_meta;
 mod probe;
 mod resize;
 

@@ -1,4 +1,5 @@
-//! Lanczos3 shrinking with fast_image_resize (SIMD picked at runtime), resizer reused.
+//! Lanczos3 shrinking with fast_image_resize (SIMD picked at runtime); one resizer is
+//! kept per optimizer so its internal buffers are reused across calls.
 
 use fast_image_resize::images::{TypedImage, TypedImageRef};
 use fast_image_resize::pixels::{U8x3, U8};
@@ -6,6 +7,9 @@ use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 
 use crate::decode::{Decoded, Layout};
 use crate::error::OptimizeError;
+
+/// A source rectangle in stored pixel coordinates: x, y, width, height.
+pub(crate) type Region = (u32, u32, u32, u32);
 
 /// A reusable resizer.
 pub(crate) struct Resize {
@@ -19,17 +23,22 @@ impl Resize {
         }
     }
 
-    /// Resizes gray or RGB pixels to `w`×`h`.
+    /// Resizes `region` (default: all) of gray or RGB pixels to `w`×`h`.
     pub(crate) fn resize(
         &mut self,
         img: &Decoded,
+        region: Option<Region>,
         w: u32,
         h: u32,
     ) -> Result<Decoded, OptimizeError> {
         let err = |e: &dyn std::fmt::Display| OptimizeError::Resize {
             reason: e.to_string(),
         };
-        let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
+        let mut options =
+            ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
+        if let Some((x, y, rw, rh)) = region {
+            options = options.crop(f64::from(x), f64::from(y), f64::from(rw), f64::from(rh));
+        }
         let mut data = vec![0u8; w as usize * h as usize * img.layout.channels()];
         match img.layout {
             Layout::Rgb => {
@@ -59,8 +68,8 @@ impl Resize {
         Ok(Decoded {
             width: w,
             height: h,
-            layout: img.layout,
             data,
+            ..*img
         })
     }
 }
