@@ -1,27 +1,52 @@
-//! One monotonic origin so that limiter state fits in a `u64` of nanoseconds.
+//! One fast monotonic clock so that limiter state fits in a `u64` of nanoseconds.
+//!
+//! It is `quanta`'s TSC clock (calibrated against the OS monotonic clock, with a fallback
+//! to it where the TSC is not reliable): reading it costs about 18 ns on this project's
+//! machines against about 44 ns for `Instant::now()`, which is most of a
+//! `TokenBucket::try_acquire`. Sleeps are relative, so the tokio timer never needs to
+//! share this clock's origin.
 
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-fn origin() -> Instant {
-    static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    *ORIGIN.get_or_init(Instant::now)
+/// A clock reading nanoseconds since one process-wide origin. Cheap to copy into each
+/// limiter so that reading it needs no global lookup.
+#[derive(Clone)]
+pub(crate) struct Clock {
+    clock: quanta::Clock,
+    start: u64,
 }
 
-/// Nanoseconds since the process-wide monotonic origin.
-#[inline]
-pub(crate) fn now_ns() -> u64 {
-    origin().elapsed().as_nanos() as u64
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
 }
 
-/// The [`tokio::time::Instant`] of a point given in nanoseconds since the origin.
-pub(crate) fn instant_at(ns: u64) -> tokio::time::Instant {
-    tokio::time::Instant::from_std(origin() + Duration::from_nanos(ns))
-}
+impl Clock {
+    /// The process-wide clock (calibrated once).
+    pub(crate) fn global() -> Self {
+        static GLOBAL: OnceLock<Clock> = OnceLock::new();
+        GLOBAL
+            .get_or_init(|| {
+                let clock = quanta::Clock::new();
+                let start = clock.raw();
+                Clock { clock, start }
+            })
+            .clone()
+    }
 
-/// Sleeps until `ns` (nanoseconds since the origin); returns at once if it has passed.
-pub(crate) async fn sleep_until_ns(ns: u64) {
-    if ns > now_ns() {
-        tokio::time::sleep_until(instant_at(ns)).await;
+    /// Nanoseconds since the origin.
+    #[inline]
+    pub(crate) fn now_ns(&self) -> u64 {
+        self.clock.delta_as_nanos(self.start, self.clock.raw())
+    }
+
+    /// Sleeps until `ns` (nanoseconds since the origin); returns at once if it has passed.
+    pub(crate) async fn sleep_until_ns(&self, ns: u64) {
+        let now = self.now_ns();
+        if ns > now {
+            tokio::time::sleep(Duration::from_nanos(ns - now)).await;
+        }
     }
 }

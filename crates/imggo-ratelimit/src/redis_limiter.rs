@@ -234,6 +234,12 @@ impl RedisLimiter {
         &self.key
     }
 
+    /// The SHA1 of the decision script (`EVALSHA <sha> 1 <key> <limit> <window µs>
+    /// <member>`), for benchmarks against `redis-benchmark` and for audits.
+    pub fn script_hash(&self) -> &str {
+        self.script.get_hash()
+    }
+
     /// Asks Redis once whether one request may go now, and records it if so. Errors
     /// only when Redis cannot be reached or answers with an error.
     pub async fn check(&self) -> Result<Decision, LimitError> {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::clock::{now_ns, sleep_until_ns};
+use crate::clock::Clock;
 use crate::error::{ConfigError, LimitError};
 use crate::limiter::Limiter;
 
@@ -47,6 +47,7 @@ pub struct TokenBucket {
     interval: AtomicU64,
     /// Most tokens available at once.
     burst: AtomicU32,
+    clock: Clock,
 }
 
 /// Nanoseconds per second.
@@ -94,6 +95,7 @@ impl TokenBucket {
             tat: AtomicU64::new(0),
             interval: AtomicU64::new(interval),
             burst: AtomicU32::new(burst),
+            clock: Clock::global(),
         })
     }
 
@@ -131,7 +133,7 @@ impl TokenBucket {
         }
         let tau = interval * u64::from(burst);
         let inc = interval * u64::from(n);
-        let now = now_ns();
+        let now = self.clock.now_ns();
         let mut tat = self.tat.load(Ordering::Acquire);
         loop {
             let new_tat = tat.max(now) + inc;
@@ -152,7 +154,7 @@ impl TokenBucket {
     /// Waits for one token (see the type's docs for fairness).
     pub async fn acquire(&self) {
         let at = self.reserve(1);
-        sleep_until_ns(at).await;
+        self.clock.sleep_until_ns(at).await;
     }
 
     /// Waits for `n` tokens taken together. Errors at once when `n` exceeds the burst,
@@ -166,7 +168,7 @@ impl TokenBucket {
             });
         }
         let at = self.reserve(n);
-        sleep_until_ns(at).await;
+        self.clock.sleep_until_ns(at).await;
         Ok(())
     }
 
@@ -176,7 +178,7 @@ impl TokenBucket {
         let interval = self.interval.load(Ordering::Relaxed);
         let tau = interval * u64::from(self.burst.load(Ordering::Relaxed));
         let inc = interval * u64::from(n);
-        let now = now_ns();
+        let now = self.clock.now_ns();
         let mut tat = self.tat.load(Ordering::Acquire);
         loop {
             let new_tat = tat.max(now) + inc;
