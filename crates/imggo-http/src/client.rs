@@ -5,7 +5,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::{
@@ -220,45 +220,52 @@ impl Client {
         }
     }
 
-    /// Runs a call to completion: attempts, backoff, total deadline.
+    /// Runs a call to completion: attempts, backoff, total deadline. Each attempt runs
+    /// under one timer, at the earlier of its own deadline and the call's.
     pub(crate) async fn execute(&self, call: Call<'_>) -> Result<Reply, Error> {
-        self.inner.counters.calls.fetch_add(1, Ordering::Relaxed);
-        let total = self.inner.total_timeout;
-        match tokio::time::timeout(total, self.attempts(&call)).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::Timeout {
-                what: "total",
-                after: total,
-            }),
-        }
-    }
-
-    async fn attempts(&self, call: &Call<'_>) -> Result<Reply, Error> {
+        let inner = &*self.inner;
+        inner.counters.calls.fetch_add(1, Ordering::Relaxed);
         let uri: Uri = call.url.parse().map_err(|e| Error::InvalidInput {
             input: format!("URL {:?}", call.url),
             reason: format!("{e}"),
         })?;
-        let start = Instant::now();
+        let total = inner.total_timeout;
+        let start = tokio::time::Instant::now();
+        let deadline = start + total;
         let mut failures = 0u32;
         loop {
-            let err = match self.attempt(call, uri.clone()).await {
-                Ok(mut reply) => {
-                    self.inner.retry.on_success();
+            let attempt_deadline =
+                (tokio::time::Instant::now() + inner.attempt_timeout).min(deadline);
+            let outcome =
+                tokio::time::timeout_at(attempt_deadline, self.attempt(&call, uri.clone())).await;
+            let err = match outcome {
+                Ok(Ok(mut reply)) => {
+                    inner.retry.on_success();
                     reply.attempts = failures + 1;
                     return Ok(reply);
                 }
-                Err(e) => e,
+                Ok(Err(e)) => e,
+                Err(_) if attempt_deadline == deadline => {
+                    return Err(Error::Timeout {
+                        what: "total",
+                        after: total,
+                    });
+                }
+                Err(_) => Error::Timeout {
+                    what: "attempt",
+                    after: inner.attempt_timeout,
+                },
             };
             failures += 1;
             if !call.retry.allows(&err) {
                 return Err(err);
             }
             let elapsed = start.elapsed();
-            let Some(delay) = self.inner.retry.next_delay(failures, elapsed, &err) else {
+            let Some(delay) = inner.retry.next_delay(failures, elapsed, &err) else {
                 return Err(err);
             };
             // Sleeping past the total deadline would only turn this error into a timeout.
-            if elapsed + delay >= self.inner.total_timeout {
+            if elapsed + delay >= total {
                 return Err(err);
             }
             tokio::time::sleep(delay).await;
@@ -313,12 +320,7 @@ impl Client {
                 .to_bytes();
             Ok::<_, Error>((parts, body))
         };
-        let (parts, body) = tokio::time::timeout(inner.attempt_timeout, exchange)
-            .await
-            .map_err(|_| Error::Timeout {
-                what: "attempt",
-                after: inner.attempt_timeout,
-            })??;
+        let (parts, body) = exchange.await?;
 
         let headers = parts.headers;
         let lookup = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());

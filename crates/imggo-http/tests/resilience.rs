@@ -348,3 +348,56 @@ async fn polling_survives_503s_and_honours_their_retry_after() {
     );
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn attempt_and_total_timeouts_are_typed() {
+    let faults = Faults {
+        slow: 1.0,
+        slow_by: Duration::from_millis(400),
+        ..Default::default()
+    };
+    let emu = emulator(Config::default().faults(faults)).await;
+    // Each attempt gives up after 40 ms and is retried (a timeout may succeed next time).
+    let c = builder(&emu)
+        .attempt_timeout(Duration::from_millis(40))
+        .build()
+        .unwrap();
+    let e = c.health().await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Timeout {
+                what: "attempt",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let e = c.get_job("any").await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Timeout {
+                what: "attempt",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        c.transport_stats().attempts,
+        1 + 6,
+        "health: one attempt; get_job: all six"
+    );
+
+    // The call's own deadline cuts an attempt short and is reported as such.
+    let c = builder(&emu)
+        .total_timeout(Duration::from_millis(60))
+        .build()
+        .unwrap();
+    let e = c.usage().await.unwrap_err();
+    assert!(matches!(e, Error::Timeout { what: "total", .. }), "{e:?}");
+    assert!(!e.is_retryable());
+    assert_eq!(c.transport_stats().attempts, 1);
+    emu.shutdown().await;
+}
