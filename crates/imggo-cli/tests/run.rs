@@ -144,3 +144,70 @@ async fn kill_9_then_resume_makes_no_second_ingest() {
     assert!(stats.ingests_accepted >= accepted_before);
     handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thin_subcommands_take_connection_flags_after_the_verb() {
+    let (handle, _) = emulator(0).await;
+    let url = handle.base_url();
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_imggo"))
+                .args(&args)
+                .env_remove("IMGGO_API_KEY")
+                .env("IMGGO_CONFIG", "/nonexistent/imggo-config.toml")
+                .output()
+                .unwrap()
+        })
+    };
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let created = run(s(&[
+        "patterns",
+        "create",
+        "--endpoint",
+        &url,
+        "--api-key",
+        KEY,
+        "--name",
+        "Invoices",
+        "--instructions",
+        "Extract the invoice total",
+        "--schema",
+        r#"{"type":"object","properties":{"total":{"type":"number"}}}"#,
+    ]))
+    .await
+    .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let p: imggo::core::Pattern = serde_json::from_slice(&created.stdout).unwrap();
+    assert_eq!(p.name, "Invoices");
+
+    let listed = run(s(&[
+        "patterns",
+        "list",
+        "--endpoint",
+        &url,
+        "--api-key",
+        KEY,
+    ]))
+    .await
+    .unwrap();
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&p.id));
+
+    let missing = run(s(&[
+        "jobs",
+        "get",
+        "no-such-job",
+        "--endpoint",
+        &url,
+        "--api-key",
+        KEY,
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("404"));
+    handle.shutdown().await;
+}

@@ -16,13 +16,18 @@ use imggo::report::EXIT_USAGE;
 pub struct Connection {
     /// API base URL, e.g. https://img-go.com/api (a URL without a path gets /api).
     /// Repeat it to probe several regional endpoints and use the fastest.
-    #[arg(long = "endpoint", env = "IMGGO_ENDPOINT", value_delimiter = ',')]
+    #[arg(
+        long = "endpoint",
+        env = "IMGGO_ENDPOINT",
+        value_delimiter = ',',
+        global = true
+    )]
     pub endpoints: Vec<String>,
     /// API key (better: set IMGGO_API_KEY).
-    #[arg(long, env = "IMGGO_API_KEY", hide_env_values = true)]
+    #[arg(long, env = "IMGGO_API_KEY", hide_env_values = true, global = true)]
     pub api_key: Option<String>,
     /// Per-attempt timeout in seconds.
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, default_value_t = 60.0, global = true)]
     pub timeout: f64,
 }
 
