@@ -5,7 +5,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
-bin="$root/target/release/imggo"
+bin="${BIN:-$root/target/release/imggo}"
 image="${IMAGE:-$root/../shared/corpus/real/city-buildings1.jpg}"
 duration="${1:-10s}"
 conns="${2:-64}"

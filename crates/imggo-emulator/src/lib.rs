@@ -160,6 +160,11 @@ impl Handle {
 
     /// Creates an active JSON pattern owned by the first configured user (or
     /// [`DEFAULT_USER`]) without HTTP. `json_schema` fills the manifest's placeholders.
+    ///
+    /// # Panics
+    ///
+    /// When `name` breaks the API's rule (1 to 255 letters, digits, spaces, `-`, `_`, `(`,
+    /// `)`): this is a test helper, use [`Handle::create_pattern_with`] to get the error.
     pub fn create_pattern(&self, name: &str, json_schema: Option<Value>) -> Pattern {
         let req = CreatePattern {
             name: name.to_owned(),
