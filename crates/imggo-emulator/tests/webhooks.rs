@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{corpus, wait_terminal, Api};
+use common::{corpus, eventually, wait_terminal, Api};
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
@@ -198,8 +198,11 @@ async fn deliveries_are_signed_over_the_exact_body() {
         2,
         "seed 3 with p=0.5 should give both outcomes"
     );
-    // Give the last delivery's bookkeeping a moment.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The receiver answered; the emulator counts the delivery when the answer arrives.
+    eventually("12 deliveries", Duration::from_secs(5), || {
+        emu.stats().webhooks.delivered == 12
+    })
+    .await;
     let s = emu.stats();
     assert_eq!(s.webhooks.attempted, 12);
     assert_eq!(s.webhooks.delivered, 12);
@@ -248,6 +251,11 @@ async fn one_attempt_by_default_and_retries_on_request() {
     let pattern = emu.create_pattern("Once", None);
     ingest(&api, &pattern.id, &corpus("construction3.jpg")).await;
     next(&mut rx).await;
+    eventually("the failed delivery", Duration::from_secs(5), || {
+        emu.stats().webhooks.failed == 1
+    })
+    .await;
+    // No second attempt follows.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(rx.try_recv().is_err());
     let s = emu.stats();
@@ -281,7 +289,10 @@ async fn one_attempt_by_default_and_retries_on_request() {
         bodies.windows(2).all(|w| w[0] == w[1]),
         "retries resend the same body"
     );
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    eventually("the third attempt's answer", Duration::from_secs(5), || {
+        emu.stats().webhooks.delivered == 1
+    })
+    .await;
     let s = emu.stats();
     assert_eq!(
         (s.webhooks.sent, s.webhooks.delivered, s.webhooks.failed),
@@ -318,7 +329,11 @@ async fn webhook_loss_drops_deliveries_at_the_configured_rate() {
     for _ in 0..n {
         ingest(&api, &pattern.id, &img).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually("every delivery settled", Duration::from_secs(10), || {
+        let w = emu.stats().webhooks;
+        w.lost + w.delivered + w.failed == n
+    })
+    .await;
     let mut received = 0;
     while rx.try_recv().is_ok() {
         received += 1;

@@ -193,3 +193,12 @@ pub async fn wait_terminal(api: &Api, job_id: &str, limit: std::time::Duration) 
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
+
+/// Waits until `cond` holds (checked every 5 ms), panicking with `what` after `limit`.
+pub async fn eventually(what: &str, limit: std::time::Duration, cond: impl Fn() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
