@@ -14,7 +14,7 @@ use imggo::report::EXIT_USAGE;
 /// which wins over the config file (`$IMGGO_CONFIG`, else `~/.config/imggo/config.toml`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Connection {
-    /// API base URL, e.g. https://img-go.com/api (a URL without a path gets /api).
+    /// API base URL, e.g. `https://img-go.com/api` (a URL without a path gets /api).
     /// Repeat it to probe several regional endpoints and use the fastest.
     #[arg(
         long = "endpoint",
