@@ -42,6 +42,8 @@ enum Command {
     Cache(cmd::cache::Args),
     /// Show the content hash and idempotency key imggo derives for files.
     Hash(cmd::hash::Args),
+    /// Optimize images locally (orient, flatten, shrink, re-encode) and write them to a directory.
+    Optimize(cmd::optimize::Args),
     /// Run a local ImgGo API server with seeded fault injection, for tests and benchmarks.
     Emulator(Box<cmd::emulator::Args>),
 }
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
         Command::Webhook(args) => cmd::api::webhook(args),
         Command::Cache(args) => cmd::cache::run(args),
         Command::Hash(args) => cmd::hash::run(args),
+        Command::Optimize(args) => cmd::optimize::run(args),
         Command::Emulator(args) => cmd::emulator::run(*args),
     }
 }

@@ -6,6 +6,7 @@ pub mod common;
 pub mod demo;
 pub mod emulator;
 pub mod hash;
+pub mod optimize;
 pub mod progress;
 pub mod run;
 pub mod tune;
