@@ -15,6 +15,7 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -198,6 +199,7 @@ impl PipelineBuilder {
                 inflight: Mutex::new(HashMap::new()),
                 seen: Mutex::new(HashSet::new()),
                 quota_gone: Mutex::new(None),
+                typical_job_us: AtomicU64::new(0),
             }),
             concurrency: self.concurrency,
             cpu_workers: self.cpu_workers,
@@ -230,6 +232,8 @@ struct Shared {
     extras: Option<Value>,
     /// In-run single flight: cache-key digest → inputs waiting for the first one's result.
     inflight: Mutex<HashMap<ContentHash, Vec<Follower>>>,
+    /// Moving average of the server-reported processing time, in µs (0 = none yet).
+    typical_job_us: AtomicU64,
     /// The service's "quota exhausted" answer, once seen: later inputs fail with it
     /// without a request.
     quota_gone: Mutex<Option<(Duration, Option<RateLimitInfo>)>>,
@@ -263,6 +267,7 @@ struct Prepared {
 
 /// A running batch: a [`Stream`] of result lines, one per input, then [`Run::report`].
 pub struct Run {
+    started: Instant,
     rx: mpsc::Receiver<ResultLine>,
     done: tokio::task::JoinHandle<(u64, u64)>,
     tracker: Arc<Tracker>,
@@ -285,7 +290,15 @@ impl Run {
     /// The final report; call after the stream has ended.
     pub async fn report(self) -> Report {
         let (inputs, resumed) = self.done.await.unwrap_or((0, 0));
-        let snapshot = self.tracker.snapshot();
+        let mut snapshot = self.tracker.snapshot();
+        // The run's own clock, not the tracker's (which may predate setup).
+        let secs = self.started.elapsed().as_secs_f64();
+        snapshot.elapsed_secs = secs;
+        snapshot.throughput = if secs > 0.0 {
+            snapshot.total as f64 / secs
+        } else {
+            0.0
+        };
         let alerts = self.alert_rules.evaluate(&snapshot);
         Report {
             inputs,
@@ -365,6 +378,7 @@ impl Pipeline {
         let (net_tx, net_rx) = mpsc::channel::<Prepared>(net_slots.max(cpu_workers) * 2);
         let (out_tx, out_rx) = mpsc::channel::<ResultLine>(256);
         let tracker = shared.tracker.clone();
+        let started = Instant::now();
 
         // Stage 1: expand inputs on a thread of its own (directory walks block).
         let feeder = tokio::task::spawn_blocking(move || {
@@ -422,6 +436,7 @@ impl Pipeline {
             counts
         });
         Run {
+            started,
             rx: out_rx,
             done,
             tracker,
@@ -787,16 +802,44 @@ impl Shared {
             }
         }
         match &self.wait {
-            WaitMode::Poll(policy) => self.client.wait_for_job(&r.job_id, policy).await,
+            WaitMode::Poll(policy) => self.poll(&r.job_id, policy).await,
             WaitMode::Webhook {
                 router,
                 fallback_after,
                 poll,
             } => match router.wait(&r.job_id, *fallback_after).await {
                 Some(ev) => router.into_job(ev, &self.pattern_id),
-                None => self.client.wait_for_job(&r.job_id, poll).await,
+                None => self.poll(&r.job_id, poll).await,
             },
         }
+    }
+
+    /// Polls a job, first when jobs of this run typically finish: the server's
+    /// `latency_ms` of finished jobs feeds a moving average, so a service that takes 3 s
+    /// is not polled five times before it could possibly be done.
+    async fn poll(&self, job_id: &str, policy: &PollPolicy) -> Result<Job, Error> {
+        let typical_us = self.typical_job_us.load(Ordering::Relaxed);
+        let policy = if typical_us > 0 {
+            PollPolicy {
+                first: Duration::from_micros(typical_us).clamp(policy.first, policy.max_interval),
+                ..*policy
+            }
+        } else {
+            *policy
+        };
+        let job = self.client.wait_for_job(job_id, &policy).await?;
+        if let Some(ms) = job.latency_ms {
+            // EWMA with weight 1/8; racing updates lose a sample, which is harmless.
+            let sample = ms.saturating_mul(1000);
+            let old = self.typical_job_us.load(Ordering::Relaxed);
+            let new = if old == 0 {
+                sample
+            } else {
+                old - old / 8 + sample / 8
+            };
+            self.typical_job_us.store(new, Ordering::Relaxed);
+        }
+        Ok(job)
     }
 
     /// Emits `line` and a `duplicate` line (same result) for each input that waited on it.
