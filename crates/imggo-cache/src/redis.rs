@@ -8,18 +8,23 @@
 //! ```
 //!
 //! Invalidating a pattern is one `INCR` of its generation key: O(1), no `KEYS`/`SCAN`;
-//! old entries are unreachable at once and expire by their TTL. Reads and writes go
-//! through two small Lua scripts that look the generation up and touch the entries in
-//! the same server-side call, so a single `get` is one round trip and a batch of any
-//! size is one round trip per 512 keys. (Scripts build entry key names, so this store
-//! needs a standalone Redis or a single-shard deployment, not Redis Cluster.)
+//! old entries are unreachable at once and expire by their TTL.
+//!
+//! Reads are one `MGET` of the patterns' generation keys and the entry keys, named with
+//! the generation this process saw last; an entry counts only when the generation read in
+//! the same (atomic) `MGET` matches, so a stale generation is never trusted, and after an
+//! invalidation the keys are read once more with the new one. A single `get` is thus one
+//! plain round trip, and a batch one round trip per 512 keys. Writes go through a small Lua
+//! script that reads the generation and sets the entries in one server-side call. (The
+//! script builds key names, so this store needs a standalone or single-shard Redis, not
+//! Redis Cluster.)
 //!
 //! Redis down or slow: each call waits at most `RedisOptions::timeout`, then a miss; after
 //! a failure, calls skip Redis for `RedisOptions::cooldown`. Every such call is counted in
 //! [`CacheStats::errors`] and the outage is logged once with `tracing::warn!`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,25 +32,12 @@ use imggo_core::hash::pattern_digest;
 use imggo_core::CacheKey;
 use redis::Script;
 
-use crate::redis_link::{RedisLink, RedisOptions};
+use crate::redis_link::{is_connection_failure, RedisLink, RedisOptions};
 use crate::value::Counters;
 use crate::{Cache, CacheError, CacheStats, CachedResult, Invalidation};
 
 /// Keys per script call in batches (keeps each server-side call short).
 const BATCH: usize = 512;
-
-/// KEYS: generation keys of the batch's patterns. ARGV: pairs (index into KEYS, digest).
-/// Returns one value or nil per pair.
-const GET_LUA: &str = r#"
-local gens = {}
-for i, k in ipairs(KEYS) do gens[i] = redis.call('GET', k) or '0' end
-local out = {}
-for j = 1, #ARGV, 2 do
-  local i = tonumber(ARGV[j])
-  out[#out + 1] = redis.call('GET', string.sub(KEYS[i], 1, -4) .. gens[i] .. ':' .. ARGV[j + 1])
-end
-return out
-"#;
 
 /// KEYS: generation keys. ARGV[1]: TTL in ms, then triples (index, digest, value).
 const PUT_LUA: &str = r#"
@@ -68,7 +60,7 @@ pub fn generation_key(pattern_id: &str) -> String {
 /// A Redis-backed cache; see the [module docs](self).
 pub struct RedisCache {
     link: RedisLink,
-    get_script: Script,
+    generations: Mutex<HashMap<String, u64>>,
     put_script: Script,
     counters: Counters,
 }
@@ -84,7 +76,7 @@ impl RedisCache {
     pub fn with_link(link: RedisLink) -> Self {
         Self {
             link,
-            get_script: Script::new(GET_LUA),
+            generations: Mutex::new(HashMap::new()),
             put_script: Script::new(PUT_LUA),
             counters: Counters::default(),
         }
@@ -99,71 +91,127 @@ impl RedisCache {
         for _ in 0..n {
             self.counters.error();
         }
-        // The link already warned once for an outage; per-call detail stays at debug.
-        tracing::debug!(target: "imggo_cache::redis", "redis cache {what} ({n} keys): {e}");
+        if is_connection_failure(e) {
+            // The link warned once for the outage; per-call detail stays at debug.
+            tracing::debug!(target: "imggo_cache::redis", "redis cache {what} ({n} keys): {e}");
+        } else {
+            tracing::warn!(target: "imggo_cache::redis", "redis cache {what} ({n} keys): {e}");
+        }
+    }
+
+    fn fail_quietly(&self, what: &str, n: usize, why: &str) {
+        for _ in 0..n {
+            self.counters.error();
+        }
+        tracing::warn!(target: "imggo_cache::redis", "redis cache {what} ({n} keys): {why}");
     }
 
     async fn get_chunk(&self, keys: &[CacheKey]) -> Vec<Option<Arc<CachedResult>>> {
-        let mut patterns: HashMap<String, usize> = HashMap::new();
-        let mut inv = self.get_script.prepare_invoke();
-        for key in keys {
-            let next = patterns.len() + 1;
-            let index = *patterns.entry(key.pattern_id.clone()).or_insert_with(|| {
-                inv.key(generation_key(&key.pattern_id));
-                next
-            });
-            inv.arg(index).arg(key.digest().hex());
+        let mut out: Vec<Option<Arc<CachedResult>>> = vec![None; keys.len()];
+        let digests: Vec<String> = keys.iter().map(|k| k.pattern_digest()).collect();
+        let mut pending: Vec<usize> = (0..keys.len()).collect();
+        // One MGET reads the generations and the entries named with the generations seen
+        // last time. An entry counts only if its generation is still current, which MGET
+        // (atomic) proves; after an invalidation by another worker, the keys are read
+        // again with the new generation (a second round trip, once per invalidation).
+        for _attempt in 0..3 {
+            let mut patterns: Vec<&str> = Vec::new();
+            for &i in &pending {
+                if !patterns.contains(&digests[i].as_str()) {
+                    patterns.push(&digests[i]);
+                }
+            }
+            let assumed: Vec<u64> = {
+                let known = lock(&self.generations);
+                patterns
+                    .iter()
+                    .map(|pd| known.get(*pd).copied().unwrap_or(0))
+                    .collect()
+            };
+            let mut cmd = redis::cmd("MGET");
+            for pd in &patterns {
+                cmd.arg(format!("imggo:v1:{pd}:gen"));
+            }
+            for &i in &pending {
+                let p = patterns
+                    .iter()
+                    .position(|pd| *pd == digests[i])
+                    .unwrap_or(0);
+                cmd.arg(format!(
+                    "imggo:v1:{}:{}:{}",
+                    digests[i],
+                    assumed[p],
+                    keys[i].digest().hex()
+                ));
+            }
+            let mut conn = self.link.conn();
+            let raw: Vec<Option<Vec<u8>>> = match self
+                .link
+                .call(async { cmd.query_async::<Vec<Option<Vec<u8>>>>(&mut conn).await })
+                .await
+            {
+                Ok(raw) if raw.len() == patterns.len() + pending.len() => raw,
+                Ok(_) => {
+                    self.fail_quietly(
+                        "read failed",
+                        pending.len(),
+                        "MGET answer of the wrong length",
+                    );
+                    break;
+                }
+                Err(e) => {
+                    self.fail("read failed", pending.len(), &e);
+                    break;
+                }
+            };
+            let (gens, entries) = raw.split_at(patterns.len());
+            let current: Vec<u64> = gens
+                .iter()
+                .map(|g| {
+                    g.as_deref()
+                        .and_then(|b| std::str::from_utf8(b).ok())
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(0)
+                })
+                .collect();
+            {
+                let mut known = lock(&self.generations);
+                for (pd, g) in patterns.iter().zip(&current) {
+                    known.insert((*pd).to_owned(), *g);
+                }
+            }
+            let mut stale = Vec::new();
+            for (&i, bytes) in pending.iter().zip(entries) {
+                let p = patterns
+                    .iter()
+                    .position(|pd| *pd == digests[i])
+                    .unwrap_or(0);
+                if current[p] != assumed[p] {
+                    stale.push(i);
+                    continue;
+                }
+                out[i] = bytes.as_deref().and_then(|b| self.decode(b));
+            }
+            pending = stale;
+            if pending.is_empty() {
+                break;
+            }
         }
-        let mut conn = self.link.conn();
-        let raw: Vec<Option<Vec<u8>>> = match self
-            .link
-            .call(async { inv.invoke_async::<Vec<Option<Vec<u8>>>>(&mut conn).await })
-            .await
-        {
-            Ok(raw) if raw.len() == keys.len() => raw,
-            Ok(raw) => {
-                let e = CacheError::Unavailable {
-                    url: format!(
-                        "{} (answered {} of {} keys)",
-                        self.link.url(),
-                        raw.len(),
-                        keys.len()
-                    ),
-                };
-                self.fail("read failed", keys.len(), &e);
-                return keys
-                    .iter()
-                    .map(|_| {
-                        self.counters.miss();
-                        None
-                    })
-                    .collect();
-            }
+        for v in &out {
+            self.counters.lookup(v.is_some());
+        }
+        out
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Option<Arc<CachedResult>> {
+        match serde_json::from_slice::<CachedResult>(bytes) {
+            Ok(v) => Some(Arc::new(v)),
             Err(e) => {
-                self.fail("read failed", keys.len(), &e);
-                return keys
-                    .iter()
-                    .map(|_| {
-                        self.counters.miss();
-                        None
-                    })
-                    .collect();
+                self.counters.error();
+                tracing::warn!(target: "imggo_cache::redis", "redis cache entry unreadable, ignored: {e}");
+                None
             }
-        };
-        raw.into_iter()
-            .map(|bytes| {
-                let value = bytes.and_then(|b| match serde_json::from_slice::<CachedResult>(&b) {
-                    Ok(v) => Some(Arc::new(v)),
-                    Err(e) => {
-                        self.counters.error();
-                        tracing::warn!(target: "imggo_cache::redis", "redis cache entry unreadable, ignored: {e}");
-                        None
-                    }
-                });
-                self.counters.lookup(value.is_some());
-                value
-            })
-            .collect()
+        }
     }
 
     async fn put_chunk(&self, items: &[(CacheKey, Arc<CachedResult>)], ttl_ms: u64) {
@@ -213,6 +261,10 @@ impl std::fmt::Debug for RedisCache {
             .field("link", &self.link)
             .finish()
     }
+}
+
+fn lock<V>(m: &Mutex<V>) -> MutexGuard<'_, V> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn ttl_ms(ttl: Duration) -> u64 {

@@ -158,10 +158,11 @@ impl RedisLink {
     }
 }
 
-/// Failures that say Redis is unreachable or too slow (as opposed to a bad command).
-fn is_connection_failure(e: &CacheError) -> bool {
+/// Failures that say Redis is unreachable, too slow, or skipped for a recent failure (as
+/// opposed to a bad command).
+pub(crate) fn is_connection_failure(e: &CacheError) -> bool {
     match e {
-        CacheError::Timeout { .. } => true,
+        CacheError::Timeout { .. } | CacheError::Unavailable { .. } => true,
         CacheError::Redis { source, .. } => {
             source.is_io_error()
                 || source.is_connection_dropped()

@@ -132,6 +132,18 @@ async fn workers_share_entries_and_invalidations() {
     );
     b.invalidate_pattern("shared").await.unwrap();
     assert_eq!(a.get(&key("shared", 1)).await, None);
+    // `a` read generation 1 above; b invalidates again and writes under generation 2:
+    // a's first read names generation 1, sees 2 in the same MGET, and reads again.
+    b.invalidate_pattern("shared").await.unwrap();
+    b.put(&key("shared", 1), Arc::new(value(1, "b2")), HOUR)
+        .await;
+    assert_eq!(
+        a.get(&key("shared", 1)).await.as_deref(),
+        Some(&value(1, "b2"))
+    );
+    // And an entry left under a's old generation is never served.
+    let stats = a.stats().await;
+    assert_eq!((stats.hits, stats.misses, stats.errors), (1, 1, 0));
 }
 
 #[tokio::test]
