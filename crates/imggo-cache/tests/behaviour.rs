@@ -18,10 +18,16 @@ async fn file_store() {
 }
 
 #[tokio::test]
-async fn file_store_with_fsync() {
+async fn file_store_with_fsync_and_gets_on_the_blocking_pool() {
     let dir = tempfile::tempdir().unwrap();
-    let cache =
-        FileCache::open_with(dir.path(), imggo_cache::FileCacheConfig { fsync: true }).unwrap();
+    let cache = FileCache::open_with(
+        dir.path(),
+        imggo_cache::FileCacheConfig {
+            fsync: true,
+            inline_get: false,
+        },
+    )
+    .unwrap();
     common::behaviour_suite(&cache, "file-fsync").await;
 }
 
