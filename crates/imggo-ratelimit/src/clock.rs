@@ -3,11 +3,10 @@
 //! It is `quanta`'s TSC clock (calibrated against the OS monotonic clock, with a fallback
 //! to it where the TSC is not reliable): reading it costs about 18 ns on this project's
 //! machines against about 44 ns for `Instant::now()`, which is most of a
-//! `TokenBucket::try_acquire`. Sleeps are relative, so the tokio timer never needs to
-//! share this clock's origin.
+//! `TokenBucket::try_acquire`. Sleeps are relative (`tokio::time::sleep` of the
+//! difference), so the tokio timer never needs to share this clock's origin.
 
 use std::sync::OnceLock;
-use std::time::Duration;
 
 /// A clock reading nanoseconds since one process-wide origin. Cheap to copy into each
 /// limiter so that reading it needs no global lookup.
@@ -40,13 +39,5 @@ impl Clock {
     #[inline]
     pub(crate) fn now_ns(&self) -> u64 {
         self.clock.delta_as_nanos(self.start, self.clock.raw())
-    }
-
-    /// Sleeps until `ns` (nanoseconds since the origin); returns at once if it has passed.
-    pub(crate) async fn sleep_until_ns(&self, ns: u64) {
-        let now = self.now_ns();
-        if ns > now {
-            tokio::time::sleep(Duration::from_nanos(ns - now)).await;
-        }
     }
 }

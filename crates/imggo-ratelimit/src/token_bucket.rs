@@ -153,8 +153,10 @@ impl TokenBucket {
 
     /// Waits for one token (see the type's docs for fairness).
     pub async fn acquire(&self) {
-        let at = self.reserve(1);
-        self.clock.sleep_until_ns(at).await;
+        let (at, now) = self.reserve(1);
+        if at > now {
+            tokio::time::sleep(Duration::from_nanos(at - now)).await;
+        }
     }
 
     /// Waits for `n` tokens taken together. Errors at once when `n` exceeds the burst,
@@ -167,14 +169,17 @@ impl TokenBucket {
                 burst,
             });
         }
-        let at = self.reserve(n);
-        self.clock.sleep_until_ns(at).await;
+        let (at, now) = self.reserve(n);
+        if at > now {
+            tokio::time::sleep(Duration::from_nanos(at - now)).await;
+        }
         Ok(())
     }
 
-    /// Reserves `n` tokens unconditionally and returns when (ns since the origin) the
-    /// reservation is due.
-    fn reserve(&self, n: u32) -> u64 {
+    /// Reserves `n` tokens unconditionally; returns when (ns since the origin) the
+    /// reservation is due, and the clock reading it was made at (sleeping from that
+    /// slightly earlier reading errs on the late side).
+    fn reserve(&self, n: u32) -> (u64, u64) {
         let interval = self.interval.load(Ordering::Relaxed);
         let tau = interval * u64::from(self.burst.load(Ordering::Relaxed));
         let inc = interval * u64::from(n);
@@ -186,7 +191,7 @@ impl TokenBucket {
                 .tat
                 .compare_exchange_weak(tat, new_tat, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return new_tat.saturating_sub(tau),
+                Ok(_) => return (new_tat.saturating_sub(tau), now),
                 Err(actual) => tat = actual,
             }
         }
