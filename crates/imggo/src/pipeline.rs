@@ -183,8 +183,15 @@ impl PipelineBuilder {
         if let Concurrency::Fixed(0) = self.concurrency {
             return Err(Error::Config("concurrency must be at least 1".into()));
         }
+        let optimize_fingerprint: Arc<str> = self
+            .optimize
+            .as_ref()
+            .map_or_else(|| "no-optimize".to_owned(), OptimizeOptions::fingerprint)
+            .into();
         Ok(Pipeline {
             shared: Arc::new(Shared {
+                settings: SettingsFingerprint::of(&optimize_fingerprint),
+                optimize_fingerprint,
                 client,
                 pattern_id,
                 pattern_version: Mutex::new(self.pattern_version),
@@ -223,6 +230,10 @@ struct Shared {
     pattern_id: String,
     pattern_version: Mutex<Option<u32>>,
     optimize: Option<OptimizeOptions>,
+    /// Canonical text of the optimiser options (`no-optimize` without them).
+    optimize_fingerprint: Arc<str>,
+    /// Its hash: part of every cache key.
+    settings: SettingsFingerprint,
     cache: Option<Arc<dyn Cache>>,
     cache_ttl: Duration,
     limiter: Option<Arc<dyn Limiter>>,
@@ -311,7 +322,7 @@ impl Run {
 
 thread_local! {
     /// One optimiser per blocking-pool thread, rebuilt if the options change.
-    static OPTIMIZER: RefCell<Option<(String, Optimizer)>> = const { RefCell::new(None) };
+    static OPTIMIZER: RefCell<Option<(Arc<str>, Optimizer)>> = const { RefCell::new(None) };
 }
 
 impl Pipeline {
@@ -485,15 +496,6 @@ fn ms(t: Instant) -> u64 {
 }
 
 impl Shared {
-    fn settings(&self) -> SettingsFingerprint {
-        SettingsFingerprint::of(
-            &self
-                .optimize
-                .as_ref()
-                .map_or_else(|| "no-optimize".to_owned(), OptimizeOptions::fingerprint),
-        )
-    }
-
     fn line(&self, label: String, started: Instant, status: Outcome) -> ResultLine {
         ResultLine {
             input: label,
@@ -596,7 +598,7 @@ impl Shared {
             Payload::Image(b) => b.len() as u64,
             Payload::Url(_) => 0,
         };
-        let key = CacheKey::new(hash, self.pattern_id.clone(), version, self.settings());
+        let key = CacheKey::new(hash, self.pattern_id.clone(), version, self.settings);
         let digest = key.digest();
 
         // In-run single flight: an identical input already on its way answers this one.
@@ -634,12 +636,12 @@ impl Shared {
         let payload = match (raw, &self.optimize) {
             (Payload::Image(bytes), Some(opts)) => {
                 let opts = opts.clone();
-                let fp = opts.fingerprint();
+                let fp = self.optimize_fingerprint.clone();
                 let original = bytes.clone();
                 let optimized = tokio::task::spawn_blocking(move || {
                     OPTIMIZER.with(|cell| {
                         let mut slot = cell.borrow_mut();
-                        if slot.as_ref().is_none_or(|(f, _)| *f != fp) {
+                        if slot.as_ref().is_none_or(|(f, _)| **f != *fp) {
                             *slot = Some((fp, Optimizer::new(opts)));
                         }
                         let (_, opt) = slot.as_mut().expect("just set");
@@ -647,12 +649,17 @@ impl Shared {
                     })
                 })
                 .await;
-                match optimized {
-                    Ok(Ok(out_bytes)) => Payload::Image(Bytes::from(out_bytes)),
-                    Ok(Err(e)) => {
+                let reason = match optimized {
+                    Ok(Ok(out_bytes)) => Ok(Payload::Image(Bytes::from(out_bytes))),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(join) => Err(format!("optimiser task failed: {join}")),
+                };
+                match reason {
+                    Ok(payload) => payload,
+                    Err(reason) => {
                         let e = Error::InvalidInput {
                             input: label.clone(),
-                            reason: e.to_string(),
+                            reason,
                         };
                         let mut l = self.line(label, started, Outcome::Failed);
                         l.content_hash = Some(hash.to_string());
@@ -661,16 +668,6 @@ impl Shared {
                             code: "INVALID_IMAGE".into(),
                             message: e.to_string(),
                         });
-                        self.finish(out, &digest, l).await;
-                        return None;
-                    }
-                    Err(join) => {
-                        let e = Error::InvalidInput {
-                            input: label.clone(),
-                            reason: format!("optimiser task failed: {join}"),
-                        };
-                        let mut l = self.line(label, started, Outcome::Failed);
-                        l.error = Some(ErrorInfo::from(&e));
                         self.finish(out, &digest, l).await;
                         return None;
                     }
