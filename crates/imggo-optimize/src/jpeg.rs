@@ -20,8 +20,11 @@ pub(crate) struct JpegLayout {
     pub foreign_icc: bool,
     /// Segments to drop in [`strip`] (APPn except JFIF APP0 and Adobe APP14, COM).
     pub metadata: Vec<Range<usize>>,
-    /// Index just past the EOI marker.
+    /// Index just past the EOI marker (0 when the walk did not reach it).
     pub end: usize,
+    /// Whether the walk reached EOI through well-formed segments. Only a complete file may
+    /// be kept byte-wise; the fields above are still filled as far as the walk got.
+    pub complete: bool,
 }
 
 impl JpegLayout {
@@ -32,13 +35,15 @@ impl JpegLayout {
 
     /// Size of the output of [`strip`].
     pub(crate) fn stripped_len(&self) -> usize {
-        self.end - self.metadata.iter().map(|r| r.len()).sum::<usize>()
+        let removed: usize = self.metadata.iter().map(|r| r.len()).sum();
+        self.end.saturating_sub(removed)
     }
 }
 
-/// Walks the whole file. Fails (with a reason) when the structure is broken or there is
-/// no EOI: such a file is cut off and is left to the strict decoder to judge.
-pub(crate) fn parse(b: &[u8]) -> Result<JpegLayout, String> {
+/// Walks the whole file. When the structure is broken or there is no EOI the layout is
+/// marked incomplete (such a file is left to the strict decoder to judge), but what the
+/// walk saw before (orientation above all) is still reported.
+pub(crate) fn parse(b: &[u8]) -> JpegLayout {
     let mut layout = JpegLayout {
         orientation: 1,
         quality: None,
@@ -47,9 +52,22 @@ pub(crate) fn parse(b: &[u8]) -> Result<JpegLayout, String> {
         foreign_icc: false,
         metadata: Vec::new(),
         end: 0,
+        complete: false,
     };
     let mut luma_table: Option<[u16; 64]> = None;
     let mut icc = Vec::new();
+    layout.complete = walk(b, &mut layout, &mut luma_table, &mut icc).is_ok() && layout.sof != 0;
+    layout.quality = luma_table.map(|t| estimate_quality(&t));
+    layout.foreign_icc = !icc.is_empty() && !is_srgb_profile(&icc);
+    layout
+}
+
+fn walk(
+    b: &[u8],
+    layout: &mut JpegLayout,
+    luma_table: &mut Option<[u16; 64]>,
+    icc: &mut Vec<u8>,
+) -> Result<(), String> {
     let mut at = 2;
     loop {
         if b.get(at) != Some(&0xFF) {
@@ -92,7 +110,7 @@ pub(crate) fn parse(b: &[u8]) -> Result<JpegLayout, String> {
                 }
                 layout.metadata.push(at..seg_end);
             }
-            0xDB => read_dqt(body, &mut luma_table)?,
+            0xDB => read_dqt(body, luma_table)?,
             0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
                 layout.sof = marker;
                 layout.components = *body.get(5).ok_or("short frame header")?;
@@ -104,12 +122,7 @@ pub(crate) fn parse(b: &[u8]) -> Result<JpegLayout, String> {
             at = skip_entropy_data(b, at).ok_or("cut off: no end-of-image marker")?;
         }
     }
-    if layout.sof == 0 {
-        return Err("no frame header".to_string());
-    }
-    layout.quality = luma_table.map(|t| estimate_quality(&t));
-    layout.foreign_icc = !icc.is_empty() && !is_srgb_profile(&icc);
-    Ok(layout)
+    Ok(())
 }
 
 /// Copies the file up to EOI without its metadata segments.
@@ -280,6 +293,25 @@ mod tests {
         assert_eq!(exif_orientation(&be), Some(8));
         assert_eq!(exif_orientation(b"II*\0\xff\xff\0\0"), None);
         assert_eq!(exif_orientation(b"XX"), None);
+    }
+
+    #[test]
+    fn a_cut_file_still_reports_its_orientation() {
+        let mut b = vec![0xFF, 0xD8, 0xFF, 0xE1, 0, 30];
+        b.extend_from_slice(b"Exif\0\0MM\0*\0\0\0\x08\0\x01");
+        b.extend_from_slice(&[0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0]);
+        b.extend_from_slice(&[0xFF, 0xC0, 0, 11, 8, 0, 16, 0, 16, 1, 1, 0x11, 0]);
+        b.extend_from_slice(&[0xFF, 0xDA, 0, 8, 1, 1, 0, 0, 63, 0, 0x12, 0x34]);
+        let layout = parse(&b);
+        assert!(!layout.complete);
+        assert_eq!(
+            (layout.orientation, layout.sof, layout.components),
+            (6, 0xC0, 1)
+        );
+        b.extend_from_slice(&[0xFF, 0xD9, 0, 0, 0]);
+        let layout = parse(&b);
+        assert!(layout.complete);
+        assert_eq!(layout.end, b.len() - 3);
     }
 
     #[test]

@@ -156,7 +156,7 @@ impl Optimizer {
             });
         }
         let layout = match info.format {
-            ImageFormat::Jpeg => jpeg::parse(input).ok(),
+            ImageFormat::Jpeg => Some(jpeg::parse(input)),
             _ => None,
         };
         let plan = self.plan(&info, layout.as_ref())?;
@@ -282,7 +282,8 @@ impl Optimizer {
 
     /// The stripped JPEG, if it is safe to send as is and fits the ceiling.
     fn keep_jpeg(&self, input: &[u8], info: &ImageInfo, layout: &JpegLayout) -> Option<Optimized> {
-        let usable = layout.is_common_frame()
+        let usable = layout.complete
+            && layout.is_common_frame()
             && matches!(layout.components, 1 | 3)
             && !layout.foreign_icc
             && layout.stripped_len() <= self.options.max_bytes;
@@ -304,7 +305,7 @@ impl Optimizer {
         match info.format {
             ImageFormat::Jpeg => {
                 let layout = layout?;
-                (layout.stripped_len() <= encoded_len)
+                (layout.complete && layout.stripped_len() <= encoded_len)
                     .then(|| self.keep_jpeg(input, info, layout))
                     .flatten()
             }
