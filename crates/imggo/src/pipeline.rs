@@ -243,7 +243,8 @@ struct Shared {
     extras: Option<Value>,
     /// In-run single flight: cache-key digest → inputs waiting for the first one's result.
     inflight: Mutex<HashMap<ContentHash, Vec<Follower>>>,
-    /// Moving average of the server-reported processing time, in µs (0 = none yet).
+    /// Moving average of the server-reported processing time, in µs plus one (0 = no
+    /// sample yet).
     typical_job_us: AtomicU64,
     /// The service's "quota exhausted" answer, once seen: later inputs fail with it
     /// without a request.
@@ -815,26 +816,28 @@ impl Shared {
     /// `latency_ms` of finished jobs feeds a moving average, so a service that takes 3 s
     /// is not polled five times before it could possibly be done.
     async fn poll(&self, job_id: &str, policy: &PollPolicy) -> Result<Job, Error> {
-        let typical_us = self.typical_job_us.load(Ordering::Relaxed);
-        let policy = if typical_us > 0 {
-            PollPolicy {
-                first: Duration::from_micros(typical_us).clamp(policy.first, policy.max_interval),
-                ..*policy
+        // Stored as µs + 1 so that 0 means "no sample yet" and a 0 ms service is known.
+        let stored = self.typical_job_us.load(Ordering::Relaxed);
+        let policy = match stored.checked_sub(1) {
+            Some(typical_us) => {
+                // A little after the typical finish, so the first poll rarely comes early.
+                let typical = Duration::from_micros(typical_us + typical_us / 20 + 2000);
+                PollPolicy {
+                    first: typical.min(policy.max_interval),
+                    ..*policy
+                }
             }
-        } else {
-            *policy
+            None => *policy,
         };
         let job = self.client.wait_for_job(job_id, &policy).await?;
         if let Some(ms) = job.latency_ms {
             // EWMA with weight 1/8; racing updates lose a sample, which is harmless.
             let sample = ms.saturating_mul(1000);
-            let old = self.typical_job_us.load(Ordering::Relaxed);
-            let new = if old == 0 {
-                sample
-            } else {
-                old - old / 8 + sample / 8
+            let new = match stored.checked_sub(1) {
+                None => sample,
+                Some(old) => old - old / 8 + sample / 8,
             };
-            self.typical_job_us.store(new, Ordering::Relaxed);
+            self.typical_job_us.store(new + 1, Ordering::Relaxed);
         }
         Ok(job)
     }
