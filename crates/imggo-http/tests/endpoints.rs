@@ -129,21 +129,13 @@ async fn patterns_crud_and_auto_pagination() {
 
 #[tokio::test]
 async fn ingest_bytes_poll_and_formats() {
-    let emu = emulator(Config::default()).await;
-    let pattern = emu.create_pattern("Invoices", Some(serde_json::json!({"type": "object"})));
-    let c = client(&emu);
+    let Scenario { emu, pattern, c } =
+        scenario(Config::default(), "Invoices", object_schema()).await;
     let img = image("invoice1.jpg");
     let hash = ContentHash::of(&img);
 
     let first = c
-        .ingest_bytes(
-            &pattern.id,
-            img.clone(),
-            IngestOptions {
-                file_name: Some("invoice1.jpg".into()),
-                ..Default::default()
-            },
-        )
+        .ingest_bytes(&pattern.id, img.clone(), named("invoice1.jpg"))
         .await
         .unwrap();
     assert_eq!(first.http_status, 202);
@@ -205,19 +197,10 @@ async fn ingest_bytes_poll_and_formats() {
 
 #[tokio::test]
 async fn png_named_jpg_is_sent_as_png_and_extras_change_the_key() {
-    let emu = emulator(Config::default()).await;
-    let pattern = emu.create_pattern("Prescriptions", None);
-    let c = client(&emu);
+    let Scenario { emu, pattern, c } = scenario(Config::default(), "Prescriptions", None).await;
     let img = image("prescription1.jpg"); // really a PNG
     let a = c
-        .ingest_bytes(
-            &pattern.id,
-            img.clone(),
-            IngestOptions {
-                file_name: Some("prescription1.jpg".into()),
-                ..Default::default()
-            },
-        )
+        .ingest_bytes(&pattern.id, img.clone(), named("prescription1.jpg"))
         .await
         .unwrap();
     assert_eq!(a.http_status, 202);
@@ -263,18 +246,13 @@ async fn png_named_jpg_is_sent_as_png_and_extras_change_the_key() {
 
 #[tokio::test]
 async fn bad_input_is_refused_locally() {
-    let emu = emulator(Config::default()).await;
-    let pattern = emu.create_pattern("P", None);
-    let c = client(&emu);
+    let Scenario { emu, pattern, c } = scenario(Config::default(), "P", None).await;
     let cases: Vec<(&str, Bytes, IngestOptions)> = vec![
         ("", image("car-plate3.jpg"), IngestOptions::default()),
         (
             &pattern.id,
             Bytes::from_static(b"%PDF-1.7\n..."),
-            IngestOptions {
-                file_name: Some("scan.pdf".into()),
-                ..Default::default()
-            },
+            named("scan.pdf"),
         ),
         (&pattern.id, Bytes::new(), IngestOptions::default()),
         (
@@ -294,10 +272,7 @@ async fn bad_input_is_refused_locally() {
         .ingest_bytes(
             &pattern.id,
             Bytes::from_static(b"%PDF-1.7"),
-            IngestOptions {
-                file_name: Some("scan.pdf".into()),
-                ..Default::default()
-            },
+            named("scan.pdf"),
         )
         .await
         .unwrap_err();
@@ -359,9 +334,7 @@ async fn serve_image(bytes: Bytes) -> (String, tokio::task::JoinHandle<()>) {
 
 #[tokio::test]
 async fn ingest_url_is_fetched_by_the_service_and_keyed_by_url() {
-    let emu = emulator(Config::default()).await;
-    let pattern = emu.create_pattern("Receipts", None);
-    let c = client(&emu);
+    let Scenario { emu, pattern, c } = scenario(Config::default(), "Receipts", None).await;
     let img = image("car-plate3.jpg");
     let (url, server) = serve_image(img.clone()).await;
 
@@ -467,17 +440,8 @@ async fn webhooks_usage_health_and_auth_errors() {
 
 #[tokio::test]
 async fn sequential_requests_reuse_one_connection_and_gzip() {
-    let emu = emulator(Config::default()).await;
-    let pattern = emu.create_pattern("P", None);
-    let c = client(&emu);
-    let a = c
-        .ingest_bytes(
-            &pattern.id,
-            image("car-plate3.jpg"),
-            IngestOptions::default(),
-        )
-        .await
-        .unwrap();
+    let Scenario { emu, pattern, c } = scenario(Config::default(), "P", None).await;
+    let a = ingest_plate(&c, &pattern.id).await;
     let clone = c.clone();
     for i in 0..100 {
         let client = if i % 2 == 0 { &c } else { &clone };
@@ -511,13 +475,7 @@ async fn rate_limit_headers_reach_the_observer() {
     let pattern = emu.create_pattern("P", None);
     let rec = Arc::new(Recorder::default());
     let c = builder(&emu).observer(rec.clone()).build().unwrap();
-    c.ingest_bytes(
-        &pattern.id,
-        image("car-plate3.jpg"),
-        IngestOptions::default(),
-    )
-    .await
-    .unwrap();
+    ingest_plate(&c, &pattern.id).await;
     let seen = rec.0.lock().unwrap().clone();
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0].limit, Some(imggo_core::Quota::Unlimited));

@@ -27,22 +27,14 @@ async fn injected_500s_and_503s_are_retried_without_duplicate_jobs() {
         fail_503: 0.1,
         ..Default::default()
     };
-    let emu = emulator(Config::default().faults(faults).seed(11)).await;
-    let pattern = emu.create_pattern("P", None);
-    let c = client(&emu);
+    let Scenario { emu, pattern, c } =
+        scenario(Config::default().faults(faults).seed(11), "P", None).await;
     let images = small_images(6);
     let mut job_ids = Vec::new();
     let mut retried = 0;
     for (name, bytes) in &images {
         let a = c
-            .ingest_bytes(
-                &pattern.id,
-                bytes.clone(),
-                IngestOptions {
-                    file_name: Some(name.clone()),
-                    ..Default::default()
-                },
-            )
+            .ingest_bytes(&pattern.id, bytes.clone(), named(name))
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         retried += a.attempts - 1;
@@ -85,9 +77,8 @@ async fn dropped_connections_are_retried_with_the_same_key() {
         drop: 0.4,
         ..Default::default()
     };
-    let emu = emulator(Config::default().faults(faults).seed(3)).await;
-    let pattern = emu.create_pattern("P", None);
-    let c = client(&emu);
+    let Scenario { emu, pattern, c } =
+        scenario(Config::default().faults(faults).seed(3), "P", None).await;
     let images = small_images(8);
     for (name, bytes) in &images {
         c.ingest_bytes(&pattern.id, bytes.clone(), IngestOptions::default())
@@ -119,9 +110,7 @@ async fn a_429_waits_at_least_retry_after() {
         min_gap: Some(Duration::from_millis(600)),
         ..Default::default()
     };
-    let emu = emulator(Config::default().limits(limits)).await;
-    let pattern = emu.create_pattern("P", None);
-    let c = client(&emu);
+    let Scenario { emu, pattern, c } = scenario(Config::default().limits(limits), "P", None).await;
     let imgs = small_images(2);
     c.ingest_bytes(&pattern.id, imgs[0].1.clone(), IngestOptions::default())
         .await
@@ -146,9 +135,7 @@ async fn an_exhausted_quota_fails_fast() {
         monthly_quota: Some(1),
         ..Default::default()
     };
-    let emu = emulator(Config::default().limits(limits)).await;
-    let pattern = emu.create_pattern("P", None);
-    let c = client(&emu);
+    let Scenario { emu, pattern, c } = scenario(Config::default().limits(limits), "P", None).await;
     let imgs = small_images(2);
     c.ingest_bytes(&pattern.id, imgs[0].1.clone(), IngestOptions::default())
         .await
@@ -184,17 +171,8 @@ async fn poll_in(dialect: Dialect) {
     let config = Config::default()
         .dialect(dialect)
         .latency(LatencyModel::Fixed(Duration::from_millis(120)));
-    let emu = emulator(config).await;
-    let pattern = emu.create_pattern("P", Some(serde_json::json!({"type": "object"})));
-    let c = client(&emu);
-    let a = c
-        .ingest_bytes(
-            &pattern.id,
-            image("car-plate3.jpg"),
-            IngestOptions::default(),
-        )
-        .await
-        .unwrap();
+    let Scenario { emu, pattern, c } = scenario(config, "P", object_schema()).await;
+    let a = ingest_plate(&c, &pattern.id).await;
     assert_eq!(a.response.status, JobStatus::Queued);
     let job = c
         .wait_for_job(&a.response.job_id, &poll(Duration::from_secs(10)))
@@ -231,17 +209,9 @@ async fn failed_jobs_and_deadlines_are_typed() {
             job_fail: 1.0,
             ..Default::default()
         };
-        let emu = emulator(Config::default().faults(faults).dialect(dialect)).await;
-        let pattern = emu.create_pattern("P", None);
-        let c = client(&emu);
-        let a = c
-            .ingest_bytes(
-                &pattern.id,
-                image("car-plate3.jpg"),
-                IngestOptions::default(),
-            )
-            .await
-            .unwrap();
+        let Scenario { emu, pattern, c } =
+            scenario(Config::default().faults(faults).dialect(dialect), "P", None).await;
+        let a = ingest_plate(&c, &pattern.id).await;
         let e = c
             .wait_for_job(&a.response.job_id, &poll(Duration::from_secs(10)))
             .await
@@ -256,18 +226,13 @@ async fn failed_jobs_and_deadlines_are_typed() {
         emu.shutdown().await;
     }
 
-    let emu =
-        emulator(Config::default().latency(LatencyModel::Fixed(Duration::from_secs(30)))).await;
-    let pattern = emu.create_pattern("P", None);
-    let c = client(&emu);
-    let a = c
-        .ingest_bytes(
-            &pattern.id,
-            image("car-plate3.jpg"),
-            IngestOptions::default(),
-        )
-        .await
-        .unwrap();
+    let Scenario { emu, pattern, c } = scenario(
+        Config::default().latency(LatencyModel::Fixed(Duration::from_secs(30))),
+        "P",
+        None,
+    )
+    .await;
+    let a = ingest_plate(&c, &pattern.id).await;
     let e = c
         .wait_for_job(&a.response.job_id, &poll(Duration::from_millis(200)))
         .await

@@ -14,7 +14,7 @@ use hyper_util::client::legacy::Client as RawClient;
 use hyper_util::rt::TokioExecutor;
 use imggo_core::{CreateWebhook, EventKind, Manifest, Secret};
 use imggo_emulator::{Config, Faults};
-use imggo_http::{sign, IngestOptions, ReceiverOptions, ReceiverStats, WebhookReceiver};
+use imggo_http::{sign, Client, ReceiverOptions, ReceiverStats, WebhookReceiver};
 
 const SECRET: &str = "whsec_emulated_0123456789";
 
@@ -35,6 +35,28 @@ async fn post(addr: SocketAddr, body: &[u8], signature: Option<&str>) -> u16 {
     status
 }
 
+/// A receiver on a free loopback port that verifies with [`SECRET`].
+async fn receiver() -> (SocketAddr, WebhookReceiver) {
+    WebhookReceiver::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        SECRET,
+        ReceiverOptions::default(),
+    )
+    .await
+    .unwrap()
+}
+
+/// Registers `url` as a webhook for every event, signed with [`SECRET`].
+async fn subscribe(c: &Client, url: String) {
+    c.create_webhook(&CreateWebhook {
+        url,
+        events: vec![],
+        secret: Some(Secret::new(SECRET)),
+    })
+    .await
+    .unwrap();
+}
+
 fn event_body(job_id: &str, sent: SystemTime) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
         "event": "job.succeeded",
@@ -49,33 +71,12 @@ fn event_body(job_id: &str, sent: SystemTime) -> Vec<u8> {
 
 #[tokio::test]
 async fn end_to_end_with_forged_replayed_and_duplicate_deliveries() {
-    let (addr, mut events) = WebhookReceiver::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        SECRET,
-        ReceiverOptions::default(),
-    )
-    .await
-    .unwrap();
-    let emu = emulator(Config::default()).await;
-    let pattern = emu.create_pattern("P", Some(serde_json::json!({"type": "object"})));
-    let c = client(&emu);
-    c.create_webhook(&CreateWebhook {
-        url: format!("http://{addr}/hooks/imggo"),
-        events: vec![],
-        secret: Some(Secret::new(SECRET)),
-    })
-    .await
-    .unwrap();
+    let (addr, mut events) = receiver().await;
+    let Scenario { emu, pattern, c } = scenario(Config::default(), "P", object_schema()).await;
+    subscribe(&c, format!("http://{addr}/hooks/imggo")).await;
 
     // 1. A real delivery from the emulator, signed over the raw body.
-    let a = c
-        .ingest_bytes(
-            &pattern.id,
-            image("car-plate3.jpg"),
-            IngestOptions::default(),
-        )
-        .await
-        .unwrap();
+    let a = ingest_plate(&c, &pattern.id).await;
     let ev = tokio::time::timeout(Duration::from_secs(10), events.next())
         .await
         .expect("delivered")
@@ -171,13 +172,7 @@ async fn end_to_end_with_forged_replayed_and_duplicate_deliveries() {
 #[tokio::test]
 async fn concurrent_repeats_of_a_delivery_are_handed_out_once() {
     // A sender that retries (the docs' schedule) may deliver the same event twice at once.
-    let (addr, mut events) = WebhookReceiver::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        SECRET,
-        ReceiverOptions::default(),
-    )
-    .await
-    .unwrap();
+    let (addr, mut events) = receiver().await;
     let body = event_body("job-7", SystemTime::now());
     let sig = sign(SECRET.as_bytes(), &body);
     let (a, b) = tokio::join!(post(addr, &body, Some(&sig)), post(addr, &body, Some(&sig)));
@@ -192,35 +187,18 @@ async fn concurrent_repeats_of_a_delivery_are_handed_out_once() {
 #[tokio::test]
 async fn lost_deliveries_are_reconciled_by_polling() {
     // The server makes one attempt; when it is lost, polling still finds the result.
-    let (addr, mut events) = WebhookReceiver::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        SECRET,
-        ReceiverOptions::default(),
+    let (addr, mut events) = receiver().await;
+    let Scenario { emu, pattern, c } = scenario(
+        Config::default().faults(Faults {
+            webhook_loss: 1.0,
+            ..Default::default()
+        }),
+        "P",
+        None,
     )
-    .await
-    .unwrap();
-    let emu = emulator(Config::default().faults(Faults {
-        webhook_loss: 1.0,
-        ..Default::default()
-    }))
     .await;
-    let pattern = emu.create_pattern("P", None);
-    let c = client(&emu);
-    c.create_webhook(&CreateWebhook {
-        url: format!("http://{addr}/h"),
-        events: vec![],
-        secret: Some(Secret::new(SECRET)),
-    })
-    .await
-    .unwrap();
-    let a = c
-        .ingest_bytes(
-            &pattern.id,
-            image("car-plate3.jpg"),
-            IngestOptions::default(),
-        )
-        .await
-        .unwrap();
+    subscribe(&c, format!("http://{addr}/h")).await;
+    let a = ingest_plate(&c, &pattern.id).await;
     let job = c
         .wait_for_job(
             &a.response.job_id,

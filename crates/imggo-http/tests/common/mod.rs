@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use imggo_core::{RateLimitInfo, RateLimitObserver};
+use imggo_core::{Pattern, RateLimitInfo, RateLimitObserver};
 use imggo_emulator::{Config, Emulator, Handle};
-use imggo_http::{Client, ClientBuilder, DefaultRetry};
+use imggo_http::{Accepted, Client, ClientBuilder, DefaultRetry, IngestOptions};
+use serde_json::Value;
 
 pub const KEY: &str = "imggo_test_key_0123456789";
 
@@ -36,6 +37,46 @@ pub fn builder(emu: &Handle) -> ClientBuilder {
 
 pub fn client(emu: &Handle) -> Client {
     builder(emu).build().expect("client builds")
+}
+
+/// An emulator (started with `config`), one pattern on it and a client aimed at it.
+pub struct Scenario {
+    pub emu: Handle,
+    pub pattern: Pattern,
+    pub c: Client,
+}
+
+/// Starts an emulator with `config`, creates the pattern `name` (with `json_schema`) on it
+/// and builds a [`client`] for it.
+pub async fn scenario(config: Config, name: &str, json_schema: Option<Value>) -> Scenario {
+    let emu = emulator(config).await;
+    let pattern = emu.create_pattern(name, json_schema);
+    let c = client(&emu);
+    Scenario { emu, pattern, c }
+}
+
+/// The JSON schema `{"type": "object"}`.
+pub fn object_schema() -> Option<Value> {
+    Some(serde_json::json!({"type": "object"}))
+}
+
+/// Default ingest options with the upload named `file_name`.
+pub fn named(file_name: &str) -> IngestOptions {
+    IngestOptions {
+        file_name: Some(file_name.into()),
+        ..Default::default()
+    }
+}
+
+/// Ingests the corpus image `car-plate3.jpg` with default options; panics on failure.
+pub async fn ingest_plate(c: &Client, pattern_id: &str) -> Accepted {
+    c.ingest_bytes(
+        pattern_id,
+        image("car-plate3.jpg"),
+        IngestOptions::default(),
+    )
+    .await
+    .expect("car-plate3.jpg is accepted")
 }
 
 /// A real image of the corpus.
