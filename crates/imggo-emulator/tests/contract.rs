@@ -8,15 +8,13 @@ use bytes::Bytes;
 use common::{corpus, gunzip, wait_terminal, Api};
 use http::{Method, StatusCode};
 use imggo_core::{ContentHash, Envelope, ErrorBody, ErrorCode, IngestResponse, Job, JobStatus};
-use imggo_emulator::{Config, Emulator, Stats};
+use imggo_emulator::{Config, Stats};
 use serde_json::{json, Value};
 
 const KEY: &str = "imggo_0123456789abcdef0123456789abcdef0123456789abcdef0123456789ab";
 
 async fn start(config: Config) -> (imggo_emulator::Handle, Api) {
-    let emu = Emulator::start(config).await.expect("start");
-    let api = Api::new(emu.base_url(), Some(KEY));
-    (emu, api)
+    common::start_with_key(config, KEY).await
 }
 
 fn code_of(r: &common::Resp) -> Option<ErrorCode> {
@@ -254,34 +252,30 @@ async fn multipart_ingest_runs_a_job_with_the_image_facts() {
     emu.shutdown().await;
 }
 
+/// Ingests `img` as `c.jpg` with the idempotency key `key` in the form field.
+async fn with_form_key(api: &Api, pattern_id: &str, img: &[u8], key: &str) -> common::Resp {
+    let fields = [("idempotency_key", key)];
+    api.ingest(pattern_id, img, "c.jpg", "image/jpeg", &fields, &[])
+        .await
+}
+
+/// Ingests `img` as `c.jpg` with the idempotency key `key` in the `Idempotency-Key` header.
+async fn with_header_key(api: &Api, pattern_id: &str, img: &[u8], key: &str) -> common::Resp {
+    let headers = [("Idempotency-Key", key)];
+    api.ingest(pattern_id, img, "c.jpg", "image/jpeg", &[], &headers)
+        .await
+}
+
 #[tokio::test]
 async fn idempotent_replay_from_form_and_header() {
     let (emu, api) = start(Config::default()).await;
     let pattern = emu.create_pattern("Receipts", None);
     let img = corpus("car-plate1.jpg");
-    let first = api
-        .ingest(
-            &pattern.id,
-            &img,
-            "c.jpg",
-            "image/jpeg",
-            &[("idempotency_key", "key-1")],
-            &[],
-        )
-        .await;
+    let first = with_form_key(&api, &pattern.id, &img, "key-1").await;
     assert_eq!(first.status, StatusCode::ACCEPTED);
-    let job_id = first.json()["data"]["job_id"].as_str().unwrap().to_owned();
+    let job_id = first.job_id();
     wait_terminal(&api, &job_id, Duration::from_secs(5)).await;
-    let again = api
-        .ingest(
-            &pattern.id,
-            &img,
-            "c.jpg",
-            "image/jpeg",
-            &[("idempotency_key", "key-1")],
-            &[],
-        )
-        .await;
+    let again = with_form_key(&api, &pattern.id, &img, "key-1").await;
     assert_eq!(again.status, StatusCode::OK);
     let env: Envelope<IngestResponse> = serde_json::from_slice(&again.body).unwrap();
     assert_eq!(env.data.job_id, job_id);
@@ -289,42 +283,15 @@ async fn idempotent_replay_from_form_and_header() {
     assert!(env.data.manifest.is_some());
 
     // The header works too, and a new key makes a new job.
-    let h1 = api
-        .ingest(
-            &pattern.id,
-            &img,
-            "c.jpg",
-            "image/jpeg",
-            &[],
-            &[("Idempotency-Key", "hdr-1")],
-        )
-        .await;
+    let h1 = with_header_key(&api, &pattern.id, &img, "hdr-1").await;
     assert_eq!(h1.status, StatusCode::ACCEPTED);
-    let h2 = api
-        .ingest(
-            &pattern.id,
-            &img,
-            "c.jpg",
-            "image/jpeg",
-            &[],
-            &[("Idempotency-Key", "hdr-1")],
-        )
-        .await;
+    let h2 = with_header_key(&api, &pattern.id, &img, "hdr-1").await;
     assert_eq!(h2.status, StatusCode::OK);
     assert_eq!(h1.json()["data"]["job_id"], h2.json()["data"]["job_id"]);
     assert_ne!(h1.json()["data"]["job_id"].as_str().unwrap(), job_id);
 
     // Invalid key.
-    let bad = api
-        .ingest(
-            &pattern.id,
-            &img,
-            "c.jpg",
-            "image/jpeg",
-            &[("idempotency_key", "no spaces!")],
-            &[],
-        )
-        .await;
+    let bad = with_form_key(&api, &pattern.id, &img, "no spaces!").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 
     let s = emu.stats();
@@ -433,7 +400,7 @@ async fn jobs_404_list_and_formats() {
                 &[],
             )
             .await;
-        ids.push(r.json()["data"]["job_id"].as_str().unwrap().to_owned());
+        ids.push(r.job_id());
     }
     for id in &ids {
         wait_terminal(&api, id, Duration::from_secs(5)).await;
@@ -504,7 +471,7 @@ async fn stats_counters_are_exact_and_served_over_http() {
     ] {
         let r = api.ingest(&pattern.id, img, name, mime, &[], &[]).await;
         assert_eq!(r.status, StatusCode::ACCEPTED);
-        job_ids.push(r.json()["data"]["job_id"].as_str().unwrap().to_owned());
+        job_ids.push(r.job_id());
     }
     for id in &job_ids {
         let r = api.get(&format!("/jobs/{id}")).await;

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::Api;
+use common::start;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -104,17 +104,12 @@ async fn dropped_connections_are_new_connections_next_time() {
 
 #[tokio::test]
 async fn slow_answers_are_delayed() {
-    let emu = Emulator::start(Config {
-        faults: Faults {
-            slow: 1.0,
-            slow_by: Duration::from_millis(150),
-            ..Faults::default()
-        },
-        ..Config::default()
-    })
-    .await
-    .unwrap();
-    let api = Api::new(emu.base_url(), Some("k"));
+    let (emu, api) = start(Config::default().faults(Faults {
+        slow: 1.0,
+        slow_by: Duration::from_millis(150),
+        ..Faults::default()
+    }))
+    .await;
     let t = Instant::now();
     assert_eq!(api.get("/_health").await.status, StatusCode::OK);
     assert!(t.elapsed() >= Duration::from_millis(150));
@@ -128,24 +123,18 @@ async fn slow_answers_are_delayed() {
 
 #[tokio::test]
 async fn invalid_fault_config_is_refused_naming_the_setting() {
-    let e = Emulator::start(Config {
-        faults: Faults {
-            fail_500: 1.5,
-            ..Faults::default()
-        },
-        ..Config::default()
-    })
+    let e = Emulator::start(Config::default().faults(Faults {
+        fail_500: 1.5,
+        ..Faults::default()
+    }))
     .await
     .unwrap_err();
     assert!(e.to_string().contains("fail_500"), "{e}");
-    let e = Emulator::start(Config {
-        faults: Faults {
-            fail_500: 0.6,
-            fail_503: 0.6,
-            ..Faults::default()
-        },
-        ..Config::default()
-    })
+    let e = Emulator::start(Config::default().faults(Faults {
+        fail_500: 0.6,
+        fail_503: 0.6,
+        ..Faults::default()
+    }))
     .await
     .unwrap_err();
     assert!(e.to_string().contains("must not exceed 1"), "{e}");

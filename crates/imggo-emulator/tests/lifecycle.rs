@@ -8,14 +8,14 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{corpus, wait_terminal, Api};
+use common::{corpus, start, wait_terminal, Api};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use imggo_core::{ContentHash, Envelope, Job, JobStatus};
-use imggo_emulator::{Config, Emulator, Faults, LatencyModel};
-use serde_json::json;
+use imggo_emulator::{Config, Faults, LatencyModel};
+use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 /// Polls `job` every 2 ms and returns the distinct states seen, in order, and the time to
@@ -40,20 +40,37 @@ async fn watch_states(api: &Api, job: &str) -> (Vec<String>, Duration) {
 async fn ingest_one(emu: &imggo_emulator::Handle, api: &Api, name: &str) -> String {
     let pattern = emu.create_pattern(name, None);
     let img = corpus("inventory3.jpg");
-    let r = api
-        .ingest(&pattern.id, &img, "i.jpg", "image/jpeg", &[], &[])
-        .await;
+    let r = api.ingest_jpeg(&pattern.id, &img, "i.jpg").await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
-    r.json()["data"]["job_id"].as_str().unwrap().to_owned()
+    r.job_id()
+}
+
+/// Ingests `n` jobs for a new pattern `name`, then waits for each and returns its final
+/// state, in ingest order.
+async fn run_jobs(
+    emu: &imggo_emulator::Handle,
+    api: &Api,
+    name: &str,
+    n: usize,
+    limit: Duration,
+) -> Vec<Value> {
+    let pattern = emu.create_pattern(name, None);
+    let img = corpus("inventory3.jpg");
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        ids.push(api.ingest_jpeg(&pattern.id, &img, "i.jpg").await.job_id());
+    }
+    let mut done = Vec::new();
+    for id in &ids {
+        done.push(wait_terminal(api, id, limit).await);
+    }
+    done
 }
 
 #[tokio::test]
 async fn fixed_latency_goes_queued_running_succeeded() {
-    let emu =
-        Emulator::start(Config::default().latency(LatencyModel::Fixed(Duration::from_millis(200))))
-            .await
-            .unwrap();
-    let api = Api::new(emu.base_url(), Some("k"));
+    let (emu, api) =
+        start(Config::default().latency(LatencyModel::Fixed(Duration::from_millis(200)))).await;
     let job = ingest_one(&emu, &api, "Fixed").await;
     let (states, took) = watch_states(&api, &job).await;
     assert_eq!(states, ["queued", "running", "succeeded"]);
@@ -68,28 +85,17 @@ async fn fixed_latency_goes_queued_running_succeeded() {
 
 #[tokio::test]
 async fn uniform_latency_spreads_within_the_range() {
-    let emu = Emulator::start(
+    let (emu, api) = start(
         Config::default()
             .latency("uniform:20-120".parse().unwrap())
             .seed(5),
     )
-    .await
-    .unwrap();
-    let api = Api::new(emu.base_url(), Some("k"));
-    let pattern = emu.create_pattern("Uniform", None);
-    let img = corpus("inventory3.jpg");
-    let mut ids = Vec::new();
-    for _ in 0..20 {
-        let r = api
-            .ingest(&pattern.id, &img, "i.jpg", "image/jpeg", &[], &[])
-            .await;
-        ids.push(r.json()["data"]["job_id"].as_str().unwrap().to_owned());
-    }
-    let mut lat = Vec::new();
-    for id in &ids {
-        let v = wait_terminal(&api, id, Duration::from_secs(5)).await;
-        lat.push(v["data"]["latency_ms"].as_u64().unwrap());
-    }
+    .await;
+    let done = run_jobs(&emu, &api, "Uniform", 20, Duration::from_secs(5)).await;
+    let lat: Vec<u64> = done
+        .iter()
+        .map(|v| v["data"]["latency_ms"].as_u64().unwrap())
+        .collect();
     assert!(lat.iter().all(|&l| (20..400).contains(&l)), "{lat:?}");
     let distinct: HashSet<u64> = lat.iter().map(|l| l / 10).collect();
     assert!(distinct.len() >= 4, "latencies are not spread: {lat:?}");
@@ -99,26 +105,15 @@ async fn uniform_latency_spreads_within_the_range() {
 
 #[tokio::test]
 async fn lognormal_latency_has_its_median() {
-    let emu = Emulator::start(
+    let (emu, api) = start(
         Config::default()
             .latency("lognormal:30,120".parse().unwrap())
             .seed(11),
     )
-    .await
-    .unwrap();
-    let api = Api::new(emu.base_url(), Some("k"));
-    let pattern = emu.create_pattern("LogNormal", None);
-    let img = corpus("inventory3.jpg");
-    let mut ids = Vec::new();
-    for _ in 0..40 {
-        let r = api
-            .ingest(&pattern.id, &img, "i.jpg", "image/jpeg", &[], &[])
-            .await;
-        ids.push(r.json()["data"]["job_id"].as_str().unwrap().to_owned());
-    }
+    .await;
+    let done = run_jobs(&emu, &api, "LogNormal", 40, Duration::from_secs(10)).await;
     let mut lat = Vec::new();
-    for id in &ids {
-        let v = wait_terminal(&api, id, Duration::from_secs(10)).await;
+    for v in &done {
         assert_eq!(v["data"]["status"], "succeeded");
         lat.push(v["data"]["latency_ms"].as_u64().unwrap());
     }
@@ -151,16 +146,11 @@ async fn latency_parse_errors_name_the_input() {
 
 #[tokio::test]
 async fn job_fail_fault_fails_jobs_with_a_message() {
-    let emu = Emulator::start(Config {
-        faults: Faults {
-            job_fail: 1.0,
-            ..Faults::default()
-        },
-        ..Config::default()
-    })
-    .await
-    .unwrap();
-    let api = Api::new(emu.base_url(), Some("k"));
+    let (emu, api) = start(Config::default().faults(Faults {
+        job_fail: 1.0,
+        ..Faults::default()
+    }))
+    .await;
     let job = ingest_one(&emu, &api, "Failing").await;
     let v = wait_terminal(&api, &job, Duration::from_secs(5)).await;
     let j: Envelope<Job> = serde_json::from_value(v).unwrap();
@@ -213,18 +203,17 @@ async fn image_server(body: Vec<u8>) -> SocketAddr {
 async fn image_url_ingest_fetches_over_http() {
     let img = corpus("resume1.png");
     let server = image_server(img.clone()).await;
-    let emu = Emulator::start(Config::default()).await.unwrap();
-    let api = Api::new(emu.base_url(), Some("k"));
+    let (emu, api) = start(Config::default()).await;
     let pattern = emu.create_pattern("ByUrl", None);
     let r = api
-        .post_json(
-            &format!("/patterns/{}/ingest", pattern.id),
+        .ingest_json(
+            &pattern.id,
             &json!({"image_url": format!("http://{server}/img.png"),
                     "idempotency_key": "url-1", "extras": {"batch": 7}}),
         )
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
-    let id = r.json()["data"]["job_id"].as_str().unwrap().to_owned();
+    let id = r.job_id();
     let v = wait_terminal(&api, &id, Duration::from_secs(5)).await;
     assert_eq!(v["data"]["status"], "succeeded");
     assert_eq!(v["data"]["extras"]["batch"], 7);
@@ -246,13 +235,10 @@ async fn image_url_ingest_fetches_over_http() {
         format!("http://{text_server}/x.png"),
     ] {
         let r = api
-            .post_json(
-                &format!("/patterns/{}/ingest", pattern.id),
-                &json!({ "image_url": url }),
-            )
+            .ingest_json(&pattern.id, &json!({ "image_url": url }))
             .await;
         assert_eq!(r.status, StatusCode::ACCEPTED);
-        let id = r.json()["data"]["job_id"].as_str().unwrap().to_owned();
+        let id = r.job_id();
         let v = wait_terminal(&api, &id, Duration::from_secs(15)).await;
         assert_eq!(v["data"]["status"], "failed", "{url}");
         let msg = v["data"]["error"].as_str().unwrap();
@@ -264,9 +250,7 @@ async fn image_url_ingest_fetches_over_http() {
         json!({"image_url": "not a url"}),
         json!({"image_url": "http://x/", "extras": 3}),
     ] {
-        let r = api
-            .post_json(&format!("/patterns/{}/ingest", pattern.id), &body)
-            .await;
+        let r = api.ingest_json(&pattern.id, &body).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}");
     }
     emu.shutdown().await;
@@ -274,10 +258,7 @@ async fn image_url_ingest_fetches_over_http() {
 
 #[tokio::test]
 async fn docs_dialect_spells_things_the_docs_way() {
-    let emu = Emulator::start(Config::default().dialect(imggo_emulator::Dialect::Docs))
-        .await
-        .unwrap();
-    let api = Api::new(emu.base_url(), Some("k"));
+    let (emu, api) = start(Config::default().dialect(imggo_emulator::Dialect::Docs)).await;
     let job = ingest_one(&emu, &api, "Docs").await;
     let v = wait_terminal(&api, &job, Duration::from_secs(5)).await;
     assert_eq!(v["data"]["status"], "completed");
@@ -296,11 +277,8 @@ async fn docs_dialect_spells_things_the_docs_way() {
 
 #[tokio::test]
 async fn shutdown_stops_pending_jobs_and_the_listener() {
-    let emu =
-        Emulator::start(Config::default().latency(LatencyModel::Fixed(Duration::from_secs(30))))
-            .await
-            .unwrap();
-    let api = Api::new(emu.base_url(), Some("k"));
+    let (emu, api) =
+        start(Config::default().latency(LatencyModel::Fixed(Duration::from_secs(30)))).await;
     let addr = emu.addr();
     let _job = ingest_one(&emu, &api, "Slow").await;
     let t = Instant::now();

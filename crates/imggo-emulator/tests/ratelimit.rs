@@ -5,10 +5,10 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use common::{corpus, Api};
+use common::{corpus, start, Api};
 use http::StatusCode;
 use imggo_core::{ErrorBody, ErrorCode, Quota, RateLimitInfo};
-use imggo_emulator::{Config, Dialect, Emulator, Limits};
+use imggo_emulator::{Config, Dialect, Limits};
 
 fn limits(l: Limits) -> Config {
     Config {
@@ -17,25 +17,41 @@ fn limits(l: Limits) -> Config {
     }
 }
 
+/// Ingests `img` as `p.jpg` for pattern `pid`.
+async fn ingest(api: &Api, pid: &str, img: &[u8]) -> common::Resp {
+    api.ingest_jpeg(pid, img, "p.jpg").await
+}
+
+/// The `x-emulator-retry-after-ms` header of a 429.
+fn retry_after_ms(r: &common::Resp) -> u64 {
+    r.header("x-emulator-retry-after-ms")
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Sleeps `ms` plus 20 ms of slack, then checks that the next ingest is accepted.
+async fn accepted_after(api: &Api, pid: &str, img: &[u8], ms: u64) {
+    tokio::time::sleep(Duration::from_millis(ms + 20)).await;
+    let r = ingest(api, pid, img).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+}
+
 fn info(r: &common::Resp) -> RateLimitInfo {
     RateLimitInfo::from_headers(|n| r.header(n), SystemTime::now()).expect("rate-limit headers")
 }
 
 #[tokio::test]
 async fn monthly_quota_headers_count_down_then_429_in_server_shape() {
-    let emu = Emulator::start(limits(Limits {
+    let (emu, api) = start(limits(Limits {
         monthly_quota: Some(3),
         ..Limits::default()
     }))
-    .await
-    .unwrap();
-    let api = Api::new(emu.base_url(), Some("k"));
+    .await;
     let p = emu.create_pattern("Quota", None);
     let img = corpus("parking1.jpg");
     for left in [2u64, 1, 0] {
-        let r = api
-            .ingest(&p.id, &img, "p.jpg", "image/jpeg", &[], &[])
-            .await;
+        let r = ingest(&api, &p.id, &img).await;
         assert_eq!(r.status, StatusCode::ACCEPTED);
         let i = info(&r);
         assert_eq!(i.limit, Some(Quota::Limited(3)));
@@ -43,9 +59,7 @@ async fn monthly_quota_headers_count_down_then_429_in_server_shape() {
         let reset = i.reset_in(SystemTime::now()).unwrap();
         assert!(reset > Duration::ZERO && reset <= Duration::from_secs(31 * 86_400));
     }
-    let r = api
-        .ingest(&p.id, &img, "p.jpg", "image/jpeg", &[], &[])
-        .await;
+    let r = ingest(&api, &p.id, &img).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     let v = r.json();
     assert_eq!(v["error"], "Rate limit exceeded");
@@ -75,43 +89,29 @@ async fn monthly_quota_headers_count_down_then_429_in_server_shape() {
 #[tokio::test]
 async fn min_gap_refuses_until_the_gap_has_passed() {
     let gap = Duration::from_millis(300);
-    let emu = Emulator::start(limits(Limits {
+    let (emu, api) = start(limits(Limits {
         min_gap: Some(gap),
         ..Limits::default()
     }))
-    .await
-    .unwrap();
-    let api = Api::new(emu.base_url(), Some("k"));
+    .await;
     let p = emu.create_pattern("Gap", None);
     let img = corpus("parking2.jpg");
-    let r = api
-        .ingest(&p.id, &img, "p.jpg", "image/jpeg", &[], &[])
-        .await;
+    let r = ingest(&api, &p.id, &img).await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
-    let r = api
-        .ingest(&p.id, &img, "p.jpg", "image/jpeg", &[], &[])
-        .await;
+    let r = ingest(&api, &p.id, &img).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(r.header("retry-after"), Some("1"));
-    let ms: u64 = r
-        .header("x-emulator-retry-after-ms")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let ms = retry_after_ms(&r);
     assert!(ms > 0 && ms <= 300, "{ms}");
     assert_eq!(r.json()["burst_limit"], 0.3);
     // Waiting out the advertised remainder makes the next ingest pass.
-    tokio::time::sleep(Duration::from_millis(ms + 20)).await;
-    let r = api
-        .ingest(&p.id, &img, "p.jpg", "image/jpeg", &[], &[])
-        .await;
-    assert_eq!(r.status, StatusCode::ACCEPTED);
+    accepted_after(&api, &p.id, &img, ms).await;
     emu.shutdown().await;
 }
 
 #[tokio::test]
 async fn per_minute_bucket_with_burst_and_docs_429_shape() {
-    let emu = Emulator::start(Config {
+    let (emu, api) = start(Config {
         limits: Limits {
             rpm: Some(60), // one per second
             burst: Some(3),
@@ -120,17 +120,13 @@ async fn per_minute_bucket_with_burst_and_docs_429_shape() {
         dialect: Dialect::Docs,
         ..Config::default()
     })
-    .await
-    .unwrap();
-    let api = Api::new(emu.base_url(), Some("k"));
+    .await;
     let p = emu.create_pattern("Bucket", None);
     let img = corpus("parking3.jpg");
     let mut statuses = Vec::new();
     let mut wait_ms = 0;
     for _ in 0..5 {
-        let r = api
-            .ingest(&p.id, &img, "p.jpg", "image/jpeg", &[], &[])
-            .await;
+        let r = ingest(&api, &p.id, &img).await;
         statuses.push(r.status.as_u16());
         if r.status == StatusCode::TOO_MANY_REQUESTS {
             let v = r.json();
@@ -139,11 +135,7 @@ async fn per_minute_bucket_with_burst_and_docs_429_shape() {
             assert!(v["error"]["details"]["retry_after"].as_u64().unwrap() >= 1);
             let body: ErrorBody = serde_json::from_slice(&r.body).unwrap();
             assert_eq!(body.code, Some(ErrorCode::RateLimitExceeded));
-            let ms: u64 = r
-                .header("x-emulator-retry-after-ms")
-                .unwrap()
-                .parse()
-                .unwrap();
+            let ms = retry_after_ms(&r);
             assert!(ms > 0 && ms <= 1000, "{ms}");
             wait_ms = ms;
         }
@@ -151,17 +143,13 @@ async fn per_minute_bucket_with_burst_and_docs_429_shape() {
     // The burst of 3 passes at once; the loop is far faster than the 1 s refill.
     assert_eq!(statuses, [202, 202, 202, 429, 429]);
     // Waiting what the last 429 advertised is enough.
-    tokio::time::sleep(Duration::from_millis(wait_ms + 20)).await;
-    let r = api
-        .ingest(&p.id, &img, "p.jpg", "image/jpeg", &[], &[])
-        .await;
-    assert_eq!(r.status, StatusCode::ACCEPTED);
+    accepted_after(&api, &p.id, &img, wait_ms).await;
     emu.shutdown().await;
 }
 
 #[tokio::test]
 async fn limits_are_per_user_and_keys_of_one_user_share_them() {
-    let emu = Emulator::start(Config {
+    let emu = imggo_emulator::Emulator::start(Config {
         limits: Limits {
             monthly_quota: Some(1),
             ..Limits::default()
@@ -209,8 +197,7 @@ async fn limits_are_per_user_and_keys_of_one_user_share_them() {
 
 #[tokio::test]
 async fn max_ingests_per_second_is_the_busiest_window() {
-    let emu = Emulator::start(Config::default()).await.unwrap();
-    let api = Api::new(emu.base_url(), Some("k"));
+    let (emu, api) = start(Config::default()).await;
     let p = emu.create_pattern("Paced", None);
     let img = corpus("parking5.jpg");
     // A burst of 6 (well within one second), a pause longer than the window, then 2 more:
@@ -219,9 +206,7 @@ async fn max_ingests_per_second_is_the_busiest_window() {
         if i == 6 {
             tokio::time::sleep(Duration::from_millis(1100)).await;
         }
-        let r = api
-            .ingest(&p.id, &img, "p.jpg", "image/jpeg", &[], &[])
-            .await;
+        let r = ingest(&api, &p.id, &img).await;
         assert_eq!(r.status, StatusCode::ACCEPTED);
     }
     let s = emu.stats();

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{corpus, eventually, wait_terminal, Api};
+use common::{corpus, eventually, start, wait_terminal, Api};
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use imggo_core::{Envelope, EventKind, Webhook, WebhookEvent};
-use imggo_emulator::{signature, Config, Emulator, Faults, WebhookRetry};
+use imggo_emulator::{signature, Config, Faults, WebhookRetry};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -25,6 +25,12 @@ use tokio::sync::mpsc;
 struct Received {
     signature: String,
     body: Bytes,
+}
+
+/// Registers a hook for `http://{addr}/h` with the default events and a generated secret.
+async fn register_default(api: &Api, addr: SocketAddr) {
+    api.post_json("/webhooks", &json!({"url": format!("http://{addr}/h")}))
+        .await;
 }
 
 /// A loopback receiver that answers `fail_first` requests with 500, then 200.
@@ -77,11 +83,9 @@ async fn receiver(fail_first: usize) -> (SocketAddr, mpsc::UnboundedReceiver<Rec
 }
 
 async fn ingest(api: &Api, pattern: &str, img: &[u8]) -> String {
-    let r = api
-        .ingest(pattern, img, "x.jpg", "image/jpeg", &[], &[])
-        .await;
+    let r = api.ingest_jpeg(pattern, img, "x.jpg").await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
-    r.json()["data"]["job_id"].as_str().unwrap().to_owned()
+    r.job_id()
 }
 
 async fn next(rx: &mut mpsc::UnboundedReceiver<Received>) -> Received {
@@ -93,8 +97,7 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<Received>) -> Received {
 
 #[tokio::test]
 async fn registration_rules_and_listing() {
-    let emu = Emulator::start(Config::default()).await.unwrap();
-    let api = Api::new(emu.base_url(), Some("k"));
+    let (emu, api) = start(Config::default()).await;
     // A given secret must have 16+ characters.
     let r = api
         .post_json(
@@ -145,17 +148,15 @@ async fn registration_rules_and_listing() {
 #[tokio::test]
 async fn deliveries_are_signed_over_the_exact_body() {
     let (addr, mut rx) = receiver(0).await;
-    let emu = Emulator::start(Config {
-        faults: Faults {
-            job_fail: 0.5,
-            ..Faults::default()
-        },
-        seed: 3,
-        ..Config::default()
-    })
-    .await
-    .unwrap();
-    let api = Api::new(emu.base_url(), Some("k"));
+    let (emu, api) = start(
+        Config::default()
+            .faults(Faults {
+                job_fail: 0.5,
+                ..Faults::default()
+            })
+            .seed(3),
+    )
+    .await;
     let secret = "a-very-secret-webhook-key";
     let r = api
         .post_json(
@@ -213,16 +214,11 @@ async fn deliveries_are_signed_over_the_exact_body() {
 #[tokio::test]
 async fn event_filter_only_sends_subscribed_events() {
     let (addr, mut rx) = receiver(0).await;
-    let emu = Emulator::start(Config {
-        faults: Faults {
-            job_fail: 1.0,
-            ..Faults::default()
-        },
-        ..Config::default()
-    })
-    .await
-    .unwrap();
-    let api = Api::new(emu.base_url(), Some("k"));
+    let (emu, api) = start(Config::default().faults(Faults {
+        job_fail: 1.0,
+        ..Faults::default()
+    }))
+    .await;
     api.post_json(
         "/webhooks",
         &json!({"url": format!("http://{addr}/ok"), "events": ["job.succeeded"], "secret": "0123456789abcdef"}),
@@ -244,10 +240,8 @@ async fn event_filter_only_sends_subscribed_events() {
 async fn one_attempt_by_default_and_retries_on_request() {
     // Server behaviour: a 500 from the receiver is final.
     let (addr, mut rx) = receiver(2).await;
-    let emu = Emulator::start(Config::default()).await.unwrap();
-    let api = Api::new(emu.base_url(), Some("k"));
-    api.post_json("/webhooks", &json!({"url": format!("http://{addr}/h")}))
-        .await;
+    let (emu, api) = start(Config::default()).await;
+    register_default(&api, addr).await;
     let pattern = emu.create_pattern("Once", None);
     ingest(&api, &pattern.id, &corpus("construction3.jpg")).await;
     next(&mut rx).await;
@@ -267,15 +261,12 @@ async fn one_attempt_by_default_and_retries_on_request() {
 
     // The docs' schedule, scaled down: fails twice, delivered on the third attempt.
     let (addr, mut rx) = receiver(2).await;
-    let emu = Emulator::start(Config {
+    let (emu, api) = start(Config {
         webhook_retry: WebhookRetry::Schedule(vec![Duration::from_millis(30); 3]),
         ..Config::default()
     })
-    .await
-    .unwrap();
-    let api = Api::new(emu.base_url(), Some("k"));
-    api.post_json("/webhooks", &json!({"url": format!("http://{addr}/h")}))
-        .await;
+    .await;
+    register_default(&api, addr).await;
     let pattern = emu.create_pattern("Retry", None);
     ingest(&api, &pattern.id, &corpus("construction3.jpg")).await;
     let t = Instant::now();
@@ -310,19 +301,16 @@ async fn one_attempt_by_default_and_retries_on_request() {
 #[tokio::test]
 async fn webhook_loss_drops_deliveries_at_the_configured_rate() {
     let (addr, mut rx) = receiver(0).await;
-    let emu = Emulator::start(Config {
-        faults: Faults {
-            webhook_loss: 0.3,
-            ..Faults::default()
-        },
-        seed: 17,
-        ..Config::default()
-    })
-    .await
-    .unwrap();
-    let api = Api::new(emu.base_url(), Some("k"));
-    api.post_json("/webhooks", &json!({"url": format!("http://{addr}/h")}))
-        .await;
+    let (emu, api) = start(
+        Config::default()
+            .faults(Faults {
+                webhook_loss: 0.3,
+                ..Faults::default()
+            })
+            .seed(17),
+    )
+    .await;
+    register_default(&api, addr).await;
     let pattern = emu.create_pattern("Lossy", None);
     let img = corpus("construction4.jpg");
     let n = 200;
@@ -354,10 +342,7 @@ async fn webhook_loss_drops_deliveries_at_the_configured_rate() {
 #[tokio::test]
 async fn docs_dialect_payload() {
     let (addr, mut rx) = receiver(0).await;
-    let emu = Emulator::start(Config::default().dialect(imggo_emulator::Dialect::Docs))
-        .await
-        .unwrap();
-    let api = Api::new(emu.base_url(), Some("k"));
+    let (emu, api) = start(Config::default().dialect(imggo_emulator::Dialect::Docs)).await;
     let secret = "docs-dialect-secret-0001";
     api.post_json(
         "/webhooks",

@@ -27,6 +27,27 @@ impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
+    /// `data.job_id` of an ingest answer.
+    pub fn job_id(&self) -> String {
+        self.json()["data"]["job_id"].as_str().unwrap().to_owned()
+    }
+}
+
+/// Starts an emulator on `config` and a client for it with the API key `key`.
+pub async fn start_with_key(
+    config: imggo_emulator::Config,
+    key: &str,
+) -> (imggo_emulator::Handle, Api) {
+    let emu = imggo_emulator::Emulator::start(config)
+        .await
+        .expect("start");
+    let api = Api::new(emu.base_url(), Some(key));
+    (emu, api)
+}
+
+/// Starts an emulator on `config` and a client for it with the API key `k`.
+pub async fn start(config: imggo_emulator::Config) -> (imggo_emulator::Handle, Api) {
+    start_with_key(config, "k").await
 }
 
 /// A client for one emulator with one API key.
@@ -109,6 +130,18 @@ impl Api {
             Bytes::from(v.to_string()),
         )
         .await
+    }
+
+    /// Multipart ingest of a JPEG `image` named `filename`, with no extra fields or headers.
+    pub async fn ingest_jpeg(&self, pattern_id: &str, image: &[u8], filename: &str) -> Resp {
+        self.ingest(pattern_id, image, filename, "image/jpeg", &[], &[])
+            .await
+    }
+
+    /// JSON ingest (`image_url` and friends) of `body` for `pattern_id`.
+    pub async fn ingest_json(&self, pattern_id: &str, body: &Value) -> Resp {
+        self.post_json(&format!("/patterns/{pattern_id}/ingest"), body)
+            .await
     }
 
     /// Multipart ingest of `image` (with file name and MIME) plus optional fields.
