@@ -13,6 +13,17 @@ pub struct CountingRetry {
     pub tracker: Arc<Tracker>,
 }
 
+impl CountingRetry {
+    /// imggo-ratelimit's default [`Backoff`](imggo_ratelimit::Backoff) (with its retry
+    /// budget), counted into `tracker`: the policy the CLI uses.
+    pub fn backoff(tracker: Arc<Tracker>) -> Arc<Self> {
+        Arc::new(Self {
+            inner: Arc::new(imggo_ratelimit::Backoff::default()),
+            tracker,
+        })
+    }
+}
+
 impl RetryPolicy for CountingRetry {
     fn next_delay(&self, failures: u32, elapsed: Duration, error: &Error) -> Option<Duration> {
         if error.is_rate_limited() {

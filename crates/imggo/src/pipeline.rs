@@ -695,22 +695,17 @@ impl Shared {
         l.content_hash = Some(p.hash.to_string());
         l.bytes_in = p.bytes_in;
         let result = match &self.deduper {
-            Some(d) => d
-                .run(&p.key, || self.ingest_and_wait(&p, &mut l))
-                .await
-                .map_err(|e| ErrorInfo::from(&*e)),
+            Some(d) => d.run(&p.key, || self.ingest_and_wait(&p, &mut l)).await,
             None => self
                 .ingest_and_wait(&p, &mut l)
                 .await
                 .map(|job| (job, Role::Leader))
-                .map_err(|e| ErrorInfo::from(&e)),
+                .map_err(Arc::new),
         };
         if let Some(permit) = permit {
             match &result {
                 Ok(_) => permit.success_with_latency(request_started.elapsed()),
-                Err(e) if e.code == "RATE_LIMIT_EXCEEDED" || e.code == "TIMEOUT" => {
-                    permit.dropped()
-                }
+                Err(e) if e.is_rate_limited() || e.is_timeout() => permit.dropped(),
                 Err(_) => permit.ignore(),
             }
         }
@@ -733,7 +728,7 @@ impl Shared {
                     cache.put(&p.key, Arc::new(value), self.cache_ttl).await;
                 }
             }
-            Err(e) => l.error = Some(e),
+            Err(e) => l.error = Some(ErrorInfo::from(&*e)),
         }
         l.latency_ms = (p.prep + request_started.elapsed()).as_millis() as u64;
         self.finish(out, &digest, l).await;
@@ -806,7 +801,7 @@ impl Shared {
                 fallback_after,
                 poll,
             } => match router.wait(&r.job_id, *fallback_after).await {
-                Some(ev) => router.into_job(ev, &self.pattern_id),
+                Some(ev) => WebhookRouter::job_from_event(ev, &self.pattern_id),
                 None => self.poll(&r.job_id, poll).await,
             },
         }

@@ -83,7 +83,7 @@ impl WebhookRouter {
 
     /// Turns a delivery into the job it reports: `Ok` for `job.succeeded`, the job's
     /// failure otherwise.
-    pub fn into_job(&self, ev: WebhookEvent, pattern_id: &str) -> Result<Job, Error> {
+    pub fn job_from_event(ev: WebhookEvent, pattern_id: &str) -> Result<Job, Error> {
         match ev.event {
             EventKind::JobSucceeded => Ok(Job {
                 pattern_id: ev.pattern_id.or_else(|| Some(pattern_id.to_owned())),

@@ -9,7 +9,6 @@ use imggo::cache::MemoryCache;
 use imggo::core::{CreatePattern, PatternFormat, Tracker};
 use imggo::emulator::{Config, Emulator, Faults, LatencyModel};
 use imggo::http::{Client, PollPolicy};
-use imggo::ratelimit::Backoff;
 use imggo::{Concurrency, CountingRetry, Inputs, Journal, Pipeline, WaitMode};
 use serde_json::json;
 
@@ -101,10 +100,7 @@ async fn run_async(args: Args) -> ExitCode {
     let client = Client::builder()
         .base_url(emulator.base_url())
         .api_key("imggo_demo_key")
-        .retry_policy(Arc::new(CountingRetry {
-            inner: Arc::new(Backoff::default()),
-            tracker: tracker.clone(),
-        }))
+        .retry_policy(CountingRetry::backoff(tracker.clone()))
         .observer(tracker.clone())
         .build();
     let client = match client {

@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub struct Progress {
     bar: Option<ProgressBar>,
     quiet: bool,
+    /// When the bar was last refreshed or the last log line printed.
     last_log: std::sync::Mutex<Instant>,
 }
 
@@ -53,6 +54,19 @@ impl Progress {
         if self.quiet {
             return;
         }
+        // A snapshot walks the histogram: take one only when it will be shown.
+        let every = if self.bar.is_some() {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_secs(5)
+        };
+        {
+            let mut last = self.last_log.lock().expect("not poisoned");
+            if last.elapsed() < every {
+                return;
+            }
+            *last = Instant::now();
+        }
         let s = tracker.snapshot();
         let rate = s.total as f64 / started.elapsed().as_secs_f64().max(1e-3);
         let msg = format!(
@@ -64,13 +78,7 @@ impl Progress {
                 b.set_position(s.total);
                 b.set_message(msg);
             }
-            None => {
-                let mut last = self.last_log.lock().expect("not poisoned");
-                if last.elapsed() >= Duration::from_secs(5) {
-                    *last = Instant::now();
-                    eprintln!("imggo: {} done, {msg}", s.total);
-                }
-            }
+            None => eprintln!("imggo: {} done, {msg}", s.total),
         }
     }
 

@@ -11,8 +11,8 @@ use imggo::core::{AlertRules, Error, RateLimitObserver, Secret, Tracker};
 use imggo::http::{PollPolicy, ReceiverOptions, WebhookReceiver};
 use imggo::optimize::Options as OptimizeOptions;
 use imggo::ratelimit::{
-    AdaptiveConcurrency, AdaptiveConfig, Backoff, Chain, HeaderPacer, Limiter, RedisLimiter,
-    Subject, TokenBucket,
+    AdaptiveConcurrency, AdaptiveConfig, Chain, HeaderPacer, Limiter, RedisLimiter, Subject,
+    TokenBucket,
 };
 use imggo::{
     Concurrency, CountingRetry, Inputs, Journal, Pipeline, Report, WaitMode, WebhookRouter,
@@ -187,10 +187,7 @@ async fn build(args: &Args, file: &FileConfig, tracker: Arc<Tracker>) -> Result<
         pacer.clone() as Arc<dyn RateLimitObserver>,
         tracker.clone(),
     ]));
-    let retry = Arc::new(CountingRetry {
-        inner: Arc::new(Backoff::default()),
-        tracker: tracker.clone(),
-    });
+    let retry = CountingRetry::backoff(tracker.clone());
     let client = args
         .conn
         .client(

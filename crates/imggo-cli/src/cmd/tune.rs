@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use imggo::core::Tracker;
-use imggo::ratelimit::Backoff;
 use imggo::{Concurrency, CountingRetry, Inputs, Pipeline, Report};
 use serde::Serialize;
 use serde_json::json;
@@ -83,10 +82,7 @@ pub fn run(args: Args) -> ExitCode {
         for &level in &args.levels {
             let tracker = Arc::new(Tracker::new());
             let hooks = Hooks {
-                retry: Some(Arc::new(CountingRetry {
-                    inner: Arc::new(Backoff::default()),
-                    tracker: tracker.clone(),
-                })),
+                retry: Some(CountingRetry::backoff(tracker.clone())),
                 observer: Some(tracker.clone()),
             };
             let client = match args.conn.client(&file, hooks).await {
