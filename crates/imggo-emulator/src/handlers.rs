@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::config::Dialect;
+use crate::lifecycle;
 use crate::render;
 use crate::reply::{self, error, ok, Body, Reply};
 use crate::rng::{self, Stream};
@@ -279,7 +280,8 @@ pub(crate) fn delete_pattern(state: &State, user: &str, id: &str) -> Reply {
     )
 }
 
-pub(crate) fn get_job(state: &State, user: &str, id: &str, query: Option<&str>) -> Reply {
+pub(crate) fn get_job(state: &Arc<State>, user: &str, id: &str, query: Option<&str>) -> Reply {
+    lifecycle::settle(state, id);
     state.counters.job_polls.fetch_add(1, Ordering::Relaxed);
     let format = query_param(query, "format");
     let Some(format) = format.filter(|f| !f.eq_ignore_ascii_case("json")) else {
@@ -345,7 +347,7 @@ pub(crate) fn get_job(state: &State, user: &str, id: &str, query: Option<&str>) 
     r
 }
 
-pub(crate) fn list_jobs(state: &State, user: &str, query: Option<&str>) -> Reply {
+pub(crate) fn list_jobs(state: &Arc<State>, user: &str, query: Option<&str>) -> Reply {
     let (page, per_page) = paging(query, 15);
     let status = query_param(query, "status").map(imggo_core::JobStatus::parse);
     let ids: Vec<Arc<str>> = lock(&state.job_order)
@@ -356,7 +358,10 @@ pub(crate) fn list_jobs(state: &State, user: &str, query: Option<&str>) -> Reply
         .collect();
     let jobs: Vec<Value> = ids
         .iter()
-        .filter_map(|id| state.job(id, None))
+        .filter_map(|id| {
+            lifecycle::settle(state, id);
+            state.job(id, None)
+        })
         .filter(|j| status.as_ref().is_none_or(|s| *s == j.status))
         .map(|j| match state.dialect() {
             Dialect::Server => serde_json::to_value(&j).unwrap_or(Value::Null),

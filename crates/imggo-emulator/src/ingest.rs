@@ -132,7 +132,8 @@ pub(crate) fn handle(
 }
 
 /// 200 with the existing job of a known idempotency key.
-fn replay(state: &State, job_id: &str) -> Reply {
+fn replay(state: &Arc<State>, job_id: &str) -> Reply {
+    lifecycle::settle(state, job_id);
     let Some(job) = state.job(job_id, None) else {
         return not_found(state, "Job");
     };

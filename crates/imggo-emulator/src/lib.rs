@@ -184,6 +184,7 @@ impl Handle {
 
     /// A job by id, whoever owns it.
     pub fn job(&self, id: &str) -> Option<Job> {
+        lifecycle::settle(&self.state, id);
         self.state.job(id, None)
     }
 

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::HeaderValue;
@@ -19,6 +19,7 @@ use imggo_core::{Job, Pattern, Secret, Webhook};
 use tokio::sync::watch;
 
 use crate::config::{Config, Dialect, DEFAULT_USER};
+use crate::lifecycle::Plan;
 use crate::limiter::Limiter;
 use crate::render;
 use crate::rng;
@@ -43,6 +44,8 @@ pub(crate) struct JobRecord {
     pub user: Arc<str>,
     /// `{success:true, data: job}` in the configured dialect, for the current state.
     pub body: Bytes,
+    /// What finishing the job needs, until it is finished (see [`crate::lifecycle::settle`]).
+    pub pending: Option<Plan>,
 }
 
 /// A pattern and its owner.
@@ -197,10 +200,28 @@ impl State {
                 job,
                 user: user.clone(),
                 body,
+                pending: None,
             },
         );
         lock(&self.job_order).push((user, id.clone()));
         id
+    }
+
+    /// Parks what finishing job `id` needs, due at `plan.due()`.
+    pub(crate) fn park(&self, id: &str, plan: Plan) {
+        if let Some(rec) = self.shard(id).get_mut(id) {
+            rec.pending = Some(plan);
+        }
+    }
+
+    /// When the parked plan of job `id` is due, if one is parked.
+    pub(crate) fn due(&self, id: &str) -> Option<Instant> {
+        self.shard(id).get(id)?.pending.as_ref().map(Plan::due)
+    }
+
+    /// Takes the parked plan of job `id`: exactly one caller gets it.
+    pub(crate) fn unpark(&self, id: &str) -> Option<Plan> {
+        self.shard(id).get_mut(id)?.pending.take()
     }
 
     /// The rendered answer of a job, when `user` owns it.

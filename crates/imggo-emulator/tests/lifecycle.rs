@@ -83,6 +83,29 @@ async fn fixed_latency_goes_queued_running_succeeded() {
     emu.shutdown().await;
 }
 
+/// A job is done at its due time as far as a reader can tell, whether or not the timer has
+/// fired: this test's runtime has one thread, blocked past the due time, so no timer task can
+/// have run when the job is read.
+#[tokio::test]
+async fn a_job_read_after_its_due_time_is_finished_without_its_timer() {
+    let (emu, api) =
+        start(Config::default().latency(LatencyModel::Fixed(Duration::from_millis(40)))).await;
+    let job = ingest_one(&emu, &api, "Due").await;
+    assert_eq!(emu.job(&job).unwrap().status, JobStatus::Queued);
+    std::thread::sleep(Duration::from_millis(60));
+    let j = emu.job(&job).unwrap();
+    assert_eq!(j.status, JobStatus::Succeeded);
+    assert_eq!(j.latency_ms, Some(40));
+    assert!(j.manifest.is_some() && j.completed_at.is_some());
+    // The timer, when it fires, finds nothing left to do; the counters saw one finish.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(emu.job(&job).unwrap(), j);
+    let stats = emu.stats();
+    let states = ["queued", "running", "succeeded"].map(|s| stats.jobs_in(s));
+    assert_eq!(states, [0, 0, 1]);
+    emu.shutdown().await;
+}
+
 #[tokio::test]
 async fn uniform_latency_spreads_within_the_range() {
     let (emu, api) = start(
