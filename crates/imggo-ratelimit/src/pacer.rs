@@ -251,7 +251,11 @@ impl HeaderPacer {
     /// Waits for this request's slot (see the type's docs).
     pub async fn acquire(&self) -> Result<(), LimitError> {
         let slot = self.reserve()?;
-        tokio::time::sleep_until(tokio::time::Instant::from_std(slot)).await;
+        // A slot already due goes at once: Tokio's timer would hold even a past deadline
+        // until its next millisecond tick.
+        if slot > Instant::now() {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(slot)).await;
+        }
         Ok(())
     }
 }
