@@ -8,12 +8,19 @@ use imggo_core::{Error, Job, JobStatus, ResultFormat};
 use crate::client::{Call, Client};
 use crate::transport::{decode, segment};
 
-/// How [`Client::wait_for_job`] polls: the first poll after `first`, each wait `factor`
-/// times the previous one up to `max_interval`, and no longer than `deadline` in all.
+/// How [`Client::wait_for_job`] polls: the first poll after `first`, the second `second`
+/// later, each further wait `factor` times the previous one up to `max_interval`, and no
+/// longer than `deadline` in all.
+///
+/// `first` and `second` are separate so that a caller who can predict the finish (the
+/// pipeline learns it from earlier jobs) polls once at the prediction and, if that was a
+/// little early, again soon after instead of a whole growth step later.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PollPolicy {
     /// Wait before the first poll.
     pub first: Duration,
+    /// Wait between the first and the second poll; later waits grow from it.
+    pub second: Duration,
     /// Growth of the wait between polls (1.0 = constant).
     pub factor: f64,
     /// Longest wait between polls.
@@ -23,10 +30,11 @@ pub struct PollPolicy {
 }
 
 impl Default for PollPolicy {
-    /// 50 ms, growing by 1.5× to 2 s, for at most 10 minutes.
+    /// 50 ms, then 75 ms, growing by 1.5× to 2 s, for at most 10 minutes.
     fn default() -> Self {
         Self {
             first: Duration::from_millis(50),
+            second: Duration::from_millis(75),
             factor: 1.5,
             max_interval: Duration::from_secs(2),
             deadline: Duration::from_secs(600),
@@ -47,6 +55,29 @@ impl PollPolicy {
             .min(self.max_interval)
             .max(Duration::from_millis(1))
     }
+
+    /// The wait after a poll that did not end the wait: `second` after the first poll,
+    /// then growing. `interval` is `None` before the second poll.
+    fn advance(&self, interval: &mut Option<Duration>) -> Duration {
+        let next = match *interval {
+            None => self.second.clamp(
+                Duration::from_millis(1),
+                self.max_interval.max(Duration::from_millis(1)),
+            ),
+            Some(previous) => self.next_interval(previous),
+        };
+        *interval = Some(next);
+        next
+    }
+}
+
+/// A finished wait: the job, and how many polls it took (at least 1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Waited {
+    /// The succeeded job.
+    pub job: Job,
+    /// Polls made, retried ones included.
+    pub polls: u32,
 }
 
 /// A job's result in a non-JSON format (`GET /api/jobs/{id}?format=`).
@@ -106,15 +137,30 @@ impl Client {
     /// least the server's `Retry-After` and polls again. Cancel-safe: dropping the future
     /// stops polling and leaves nothing behind.
     pub async fn wait_for_job(&self, id: &str, policy: &PollPolicy) -> Result<Job, Error> {
+        self.wait_for_job_counted(id, policy).await.map(|w| w.job)
+    }
+
+    /// [`Client::wait_for_job`], also saying how many polls it took: a caller that
+    /// predicts finish times learns from whether its first poll came too early.
+    pub async fn wait_for_job_counted(
+        &self,
+        id: &str,
+        policy: &PollPolicy,
+    ) -> Result<Waited, Error> {
         segment("job id", id)?;
         let poll = async {
-            let mut interval = policy.first;
-            let mut wait = interval;
+            let mut interval = None;
+            let mut wait = policy.first;
+            let mut polls = 0;
             loop {
-                tokio::time::sleep(wait).await;
+                // Tokio holds even a zero sleep until its next millisecond tick.
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+                polls += 1;
                 match self.get_job(id).await {
                     Ok(job) => match job.status {
-                        JobStatus::Succeeded => return Ok(job),
+                        JobStatus::Succeeded => return Ok(Waited { job, polls }),
                         JobStatus::Failed => {
                             return Err(Error::JobFailed {
                                 job_id: job.id.clone(),
@@ -127,14 +173,12 @@ impl Client {
                                     .unwrap_or_else(|| "no error message".into()),
                             })
                         }
-                        _ => {
-                            interval = policy.next_interval(interval);
-                            wait = interval;
-                        }
+                        _ => wait = policy.advance(&mut interval),
                     },
                     Err(e) if e.is_retryable() => {
-                        interval = policy.next_interval(interval);
-                        wait = interval.max(e.retry_after().unwrap_or_default());
+                        wait = policy
+                            .advance(&mut interval)
+                            .max(e.retry_after().unwrap_or_default());
                     }
                     Err(e) => return Err(e),
                 }
@@ -157,13 +201,13 @@ mod tests {
     #[test]
     fn intervals_grow_to_the_cap() {
         let p = PollPolicy::default();
-        let mut i = p.first;
-        let mut seen = vec![i];
+        let mut interval = None;
+        let mut seen = vec![p.first];
         for _ in 0..12 {
-            i = p.next_interval(i);
-            seen.push(i);
+            seen.push(p.advance(&mut interval));
         }
         assert_eq!(seen[1], Duration::from_millis(75));
+        assert_eq!(seen[2], Duration::from_micros(112_500));
         assert!(seen.windows(2).all(|w| w[0] <= w[1]));
         assert_eq!(*seen.last().unwrap(), Duration::from_secs(2));
         let odd = PollPolicy {
@@ -172,5 +216,20 @@ mod tests {
             ..p
         };
         assert_eq!(odd.next_interval(Duration::ZERO), Duration::from_millis(1));
+    }
+
+    #[test]
+    fn a_short_second_wait_then_growth() {
+        let p = PollPolicy {
+            first: Duration::from_millis(50),
+            second: Duration::from_millis(2),
+            ..PollPolicy::default()
+        };
+        let mut interval = None;
+        let waits: Vec<_> = (0..3).map(|_| p.advance(&mut interval)).collect();
+        assert_eq!(
+            waits,
+            [2000, 3000, 4500].map(Duration::from_micros).to_vec()
+        );
     }
 }

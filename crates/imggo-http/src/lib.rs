@@ -45,7 +45,7 @@ mod transport;
 pub use builder::{ClientBuilder, TlsRoots, API_KEY_ENV, DEFAULT_BASE_URL};
 pub use client::{Client, TransportStats};
 pub use ingest::{Accepted, IngestOptions, MAX_UPLOAD_BYTES};
-pub use jobs::{FormattedResult, PollPolicy};
+pub use jobs::{FormattedResult, PollPolicy, Waited};
 pub use receiver::{ReceiverOptions, ReceiverStats, WebhookReceiver};
 pub use retry::DefaultRetry;
 pub use signature::{sign, verify_signature, SIGNATURE_HEADER};

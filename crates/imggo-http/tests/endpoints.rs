@@ -19,6 +19,7 @@ use imggo_http::{Client, IngestOptions, PollPolicy};
 fn fast_poll() -> PollPolicy {
     PollPolicy {
         first: Duration::from_millis(5),
+        second: Duration::from_millis(5),
         factor: 1.5,
         max_interval: Duration::from_millis(50),
         deadline: Duration::from_secs(10),

@@ -14,6 +14,7 @@ use imggo_http::{IngestOptions, PollPolicy};
 fn poll(deadline: Duration) -> PollPolicy {
     PollPolicy {
         first: Duration::from_millis(5),
+        second: Duration::from_millis(5),
         factor: 1.5,
         max_interval: Duration::from_millis(40),
         deadline,

@@ -42,6 +42,7 @@ async fn emulator(config: Config) -> (Handle, Client, String) {
 fn fast_poll() -> PollPolicy {
     PollPolicy {
         first: Duration::from_millis(5),
+        second: Duration::from_millis(5),
         factor: 1.5,
         max_interval: Duration::from_millis(50),
         deadline: Duration::from_secs(60),

@@ -145,6 +145,7 @@ async fn run_async(args: Args) -> ExitCode {
         .concurrency(Concurrency::Fixed(args.concurrency))
         .wait(WaitMode::Poll(PollPolicy {
             first: Duration::from_millis(100),
+            second: Duration::from_millis(100),
             ..PollPolicy::default()
         }))
         .tracker(tracker.clone())
