@@ -35,6 +35,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod report;
 pub mod synth;
+mod timing;
 pub mod webhook;
 
 pub use imggo_cache as cache;

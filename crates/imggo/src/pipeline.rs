@@ -15,7 +15,6 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -36,6 +35,7 @@ use tokio::sync::{mpsc, Semaphore};
 use crate::input::Input;
 use crate::journal::{ErrorInfo, ResultLine};
 use crate::report::Report;
+use crate::timing::JobClock;
 use crate::webhook::WebhookRouter;
 
 /// How many network tasks run at once.
@@ -206,7 +206,7 @@ impl PipelineBuilder {
                 inflight: Mutex::new(HashMap::new()),
                 seen: Mutex::new(HashSet::new()),
                 quota_gone: Mutex::new(None),
-                typical_job_us: AtomicU64::new(0),
+                job_clock: JobClock::default(),
             }),
             concurrency: self.concurrency,
             cpu_workers: self.cpu_workers,
@@ -243,9 +243,8 @@ struct Shared {
     extras: Option<Value>,
     /// In-run single flight: cache-key digest → inputs waiting for the first one's result.
     inflight: Mutex<HashMap<ContentHash, Vec<Follower>>>,
-    /// Moving average of the server-reported processing time, in µs plus one (0 = no
-    /// sample yet).
-    typical_job_us: AtomicU64,
+    /// The service's processing time, learned from finished jobs; sets the poll times.
+    job_clock: JobClock,
     /// The service's "quota exhausted" answer, once seen: later inputs fail with it
     /// without a request.
     quota_gone: Mutex<Option<(Duration, Option<RateLimitInfo>)>>,
@@ -807,34 +806,18 @@ impl Shared {
         }
     }
 
-    /// Polls a job, first when jobs of this run typically finish: the server's
-    /// `latency_ms` of finished jobs feeds a moving average, so a service that takes 3 s
-    /// is not polled five times before it could possibly be done.
+    /// Polls a job, first when jobs of this run are expected to finish (see [`JobClock`]):
+    /// a service that takes 3 s is not polled five times before it could be done, and a
+    /// 50 ms one is not left idle for a whole growth step after a slightly early poll.
     async fn poll(&self, job_id: &str, policy: &PollPolicy) -> Result<Job, Error> {
-        // Stored as µs + 1 so that 0 means "no sample yet" and a 0 ms service is known.
-        let stored = self.typical_job_us.load(Ordering::Relaxed);
-        let policy = match stored.checked_sub(1) {
-            Some(typical_us) => {
-                // A little after the typical finish, so the first poll rarely comes early.
-                let typical = Duration::from_micros(typical_us + typical_us / 20 + 2000);
-                PollPolicy {
-                    first: typical.min(policy.max_interval),
-                    ..*policy
-                }
-            }
-            None => *policy,
-        };
-        let job = self.client.wait_for_job(job_id, &policy).await?;
-        if let Some(ms) = job.latency_ms {
-            // EWMA with weight 1/8; racing updates lose a sample, which is harmless.
-            let sample = ms.saturating_mul(1000);
-            let new = match stored.checked_sub(1) {
-                None => sample,
-                Some(old) => old - old / 8 + sample / 8,
-            };
-            self.typical_job_us.store(new + 1, Ordering::Relaxed);
-        }
-        Ok(job)
+        let schedule = self.job_clock.schedule(policy);
+        let waited = self
+            .client
+            .wait_for_job_counted(job_id, &schedule.policy)
+            .await?;
+        self.job_clock
+            .observe(&schedule, waited.polls, waited.job.latency_ms);
+        Ok(waited.job)
     }
 
     /// Emits `line` and a `duplicate` line (same result) for each input that waited on it.
