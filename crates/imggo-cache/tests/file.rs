@@ -20,7 +20,9 @@ const CHILD_DIR: &str = "IMGGO_CACHE_TEST_DIR";
 fn big_value(n: u32, writer: &str) -> CachedResult {
     let mut v = value(n, writer);
     if let imggo_core::Manifest::Json(m) = &mut v.manifest {
-        m.insert("pad".into(), "x".repeat(4 << 20).into());
+        let mut map = m.to_map();
+        map.insert("pad".into(), "x".repeat(4 << 20).into());
+        *m = map.into();
     }
     v
 }

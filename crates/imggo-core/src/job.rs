@@ -1,6 +1,10 @@
 //! Jobs, manifests and the ingest request/response, in both API dialects.
 
+use std::fmt;
+
+use serde::de::{DeserializeOwned, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::ErrorCode;
@@ -26,13 +30,25 @@ pub enum JobStatus {
 impl JobStatus {
     /// Parses either dialect, case-insensitively.
     pub fn parse(s: &str) -> Self {
-        match s.to_ascii_lowercase().as_str() {
-            "queued" | "pending" => Self::Queued,
-            "running" | "processing" | "in_progress" => Self::Running,
-            "succeeded" | "completed" | "complete" | "success" | "done" => Self::Succeeded,
-            "failed" | "failure" | "error" => Self::Failed,
-            _ => Self::Unknown(s.to_owned()),
-        }
+        const SPELLINGS: [(&str, JobStatus); 13] = [
+            ("queued", JobStatus::Queued),
+            ("pending", JobStatus::Queued),
+            ("running", JobStatus::Running),
+            ("processing", JobStatus::Running),
+            ("in_progress", JobStatus::Running),
+            ("succeeded", JobStatus::Succeeded),
+            ("completed", JobStatus::Succeeded),
+            ("complete", JobStatus::Succeeded),
+            ("success", JobStatus::Succeeded),
+            ("done", JobStatus::Succeeded),
+            ("failed", JobStatus::Failed),
+            ("failure", JobStatus::Failed),
+            ("error", JobStatus::Failed),
+        ];
+        SPELLINGS
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(s))
+            .map_or_else(|| Self::Unknown(s.to_owned()), |(_, st)| st.clone())
     }
 
     /// The server's spelling.
@@ -69,19 +85,32 @@ impl Serialize for JobStatus {
 
 impl<'de> Deserialize<'de> for JobStatus {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Self::parse(&String::deserialize(d)?))
+        struct StatusVisitor;
+        impl Visitor<'_> for StatusVisitor {
+            type Value = JobStatus;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a job status string")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<JobStatus, E> {
+                Ok(JobStatus::parse(s))
+            }
+        }
+        d.deserialize_str(StatusVisitor)
     }
 }
 
 /// The result of a job.
 ///
-/// JSON patterns give an object (possibly empty: `{}` is a valid success). Non-JSON
-/// patterns (YAML, XML, CSV, text) are carried as `{"_format": "...", "_raw": "..."}`
-/// and become [`Manifest::Raw`].
+/// JSON patterns give an object (possibly empty: `{}` is a valid success), kept as the
+/// text the server sent ([`JsonManifest`]) so that decoding a job does not build a tree.
+/// Non-JSON patterns (YAML, XML, CSV, text) are carried as
+/// `{"_format": "...", "_raw": "..."}` and become [`Manifest::Raw`].
+///
+/// Decoding works with serde_json's deserializers (from text, a reader or a `Value`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Manifest {
     /// A JSON object.
-    Json(Map<String, Value>),
+    Json(JsonManifest),
     /// A non-JSON body with its format.
     Raw {
         /// `yaml`, `xml`, `csv`, `text`, ...
@@ -95,7 +124,7 @@ impl Manifest {
     /// The manifest as a JSON value (the `_format`/`_raw` form for raw bodies).
     pub fn to_value(&self) -> Value {
         match self {
-            Self::Json(m) => Value::Object(m.clone()),
+            Self::Json(m) => Value::Object(m.to_map()),
             Self::Raw { format, body } => {
                 let mut m = Map::new();
                 m.insert("_format".into(), Value::String(format.clone()));
@@ -118,7 +147,7 @@ impl Manifest {
                         .to_owned(),
                     body: body.clone(),
                 },
-                _ => Self::Json(m),
+                _ => Self::Json(JsonManifest::from(m)),
             },
             Value::String(body) => Self::Raw {
                 format: "text".into(),
@@ -143,7 +172,114 @@ impl Serialize for Manifest {
 
 impl<'de> Deserialize<'de> for Manifest {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Self::from_value(Value::deserialize(d)?))
+        let raw = Box::<RawValue>::deserialize(d)?;
+        if simple_object(raw.get()) {
+            return Ok(Self::Json(JsonManifest(raw)));
+        }
+        // A string, an array, a `_raw` body, an escaped key that might spell `_raw`, or
+        // nesting near serde_json's limit: decode the tree and decide as `from_value` does.
+        serde_json::from_str(raw.get())
+            .map(Self::from_value)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Deepest nesting a [`JsonManifest`] takes without a full parse; deeper objects go
+/// through `serde_json::Value`, whose parser stops at 128 levels.
+const MAX_FAST_DEPTH: usize = 100;
+
+/// True for the text of a JSON object that surely holds no `_raw` key and that
+/// `serde_json` parses back without hitting its nesting limit.
+fn simple_object(text: &str) -> bool {
+    if !text.starts_with('{') || text.contains("_raw") {
+        return false;
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in text.as_bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, b'u') => return false,
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_FAST_DEPTH {
+                    return false;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
+}
+
+/// A JSON object manifest, held as its JSON text: decoding a [`Job`] only checks and
+/// copies it, and the object is parsed when someone asks for it ([`JsonManifest::to_map`],
+/// [`JsonManifest::parse`]). Serialising writes the text back unchanged.
+#[derive(Clone)]
+pub struct JsonManifest(Box<RawValue>);
+
+impl JsonManifest {
+    /// The object's JSON text (as received, or as serde_json wrote a map).
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Parses the object into a map.
+    ///
+    /// # Panics
+    ///
+    /// Never for a manifest decoded from JSON (its nesting was checked on the way in).
+    /// A map built by hand with more than 127 levels of nesting, which serde_json cannot
+    /// read back, panics here.
+    pub fn to_map(&self) -> Map<String, Value> {
+        self.parse()
+            .expect("a JsonManifest holds a JSON object that serde_json reads back")
+    }
+
+    /// Parses the object into any type that deserializes from JSON.
+    pub fn parse<T: DeserializeOwned>(&self) -> serde_json::Result<T> {
+        serde_json::from_str(self.as_str())
+    }
+}
+
+impl Default for JsonManifest {
+    /// The empty object `{}` (a valid success).
+    fn default() -> Self {
+        Self(RawValue::from_string("{}".to_owned()).expect("{} is JSON"))
+    }
+}
+
+impl From<Map<String, Value>> for JsonManifest {
+    fn from(m: Map<String, Value>) -> Self {
+        Self(serde_json::value::to_raw_value(&m).expect("a JSON map always serialises"))
+    }
+}
+
+impl PartialEq for JsonManifest {
+    /// Equal objects, whatever their key order or spacing.
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str() || self.to_map() == other.to_map()
+    }
+}
+
+impl fmt::Debug for JsonManifest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("JsonManifest").field(&self.as_str()).finish()
+    }
+}
+
+impl Serialize for JsonManifest {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
     }
 }
 
@@ -327,5 +463,104 @@ impl ResultFormat {
             "text" | "txt" => Self::Text,
             _ => return None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn manifest(text: &str) -> Manifest {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn json_objects_keep_their_text() {
+        let text = r#"{"b":1,"a":{"c":[1,"x}"]}}"#;
+        let Manifest::Json(m) = manifest(text) else {
+            panic!("not JSON");
+        };
+        assert_eq!(m.as_str(), text);
+        assert_eq!(
+            serde_json::to_string(&Manifest::Json(m.clone())).unwrap(),
+            text
+        );
+        assert_eq!(m.to_map()["a"]["c"][1], "x}");
+        assert_eq!(
+            m,
+            JsonManifest::from(
+                json!({"a": {"c": [1, "x}"]}, "b": 1})
+                    .as_object()
+                    .unwrap()
+                    .clone()
+            )
+        );
+        assert_ne!(m, JsonManifest::default());
+        assert_eq!(manifest("{}"), Manifest::Json(JsonManifest::default()));
+    }
+
+    #[test]
+    fn raw_bodies_are_found_however_written() {
+        let raw = |text: &str| match manifest(text) {
+            Manifest::Raw { format, body } => (format, body),
+            other => panic!("{text}: {other:?}"),
+        };
+        assert_eq!(
+            raw(r#"{"_format":"csv","_raw":"a,b"}"#),
+            ("csv".into(), "a,b".into())
+        );
+        // An escaped key still spells `_raw`.
+        assert_eq!(raw(r#"{"\u005fraw":"x"}"#), ("text".into(), "x".into()));
+        assert_eq!(raw(r#""plain""#), ("text".into(), "plain".into()));
+        assert_eq!(raw("[1, 2]"), ("json".into(), "[1,2]".into()));
+        // `_raw` that is not a string, or only nested, leaves a JSON object.
+        assert!(matches!(manifest(r#"{"_raw":1}"#), Manifest::Json(_)));
+        assert!(matches!(
+            manifest(r#"{"a":{"_raw":"x"}}"#),
+            Manifest::Json(_)
+        ));
+        assert!(matches!(manifest(r#"{"a":"\u00e9"}"#), Manifest::Json(_)));
+    }
+
+    #[test]
+    fn nesting_beyond_the_parser_limit_is_an_error_not_a_panic() {
+        let deep = format!(
+            "{}{}",
+            "{\"a\":".repeat(200),
+            "1".to_owned() + &"}".repeat(200)
+        );
+        assert!(serde_json::from_str::<Manifest>(&deep).is_err());
+        let ok = format!(
+            "{}{}",
+            "{\"a\":".repeat(90),
+            "1".to_owned() + &"}".repeat(90)
+        );
+        let Manifest::Json(m) = manifest(&ok) else {
+            panic!("not JSON");
+        };
+        assert_eq!(m.to_map().len(), 1);
+    }
+
+    #[test]
+    fn manifests_decode_from_values_and_readers() {
+        let v = json!({"id": "j", "status": "DONE", "manifest": {"total": 2}});
+        let from_value: Job = serde_json::from_value(v.clone()).unwrap();
+        let from_reader: Job = serde_json::from_reader(v.to_string().as_bytes()).unwrap();
+        assert_eq!(from_value, from_reader);
+        assert_eq!(from_value.status, JobStatus::Succeeded);
+        assert_eq!(from_value.manifest.unwrap().to_value(), json!({"total": 2}));
+    }
+
+    #[test]
+    fn status_spellings() {
+        assert_eq!(JobStatus::parse("Processing"), JobStatus::Running);
+        assert_eq!(JobStatus::parse("in_progress"), JobStatus::Running);
+        assert_eq!(JobStatus::parse("ERROR"), JobStatus::Failed);
+        assert_eq!(
+            JobStatus::parse("Archived"),
+            JobStatus::Unknown("Archived".into())
+        );
+        assert!(serde_json::from_str::<JobStatus>("3").is_err());
     }
 }

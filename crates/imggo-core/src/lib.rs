@@ -45,7 +45,9 @@ pub use envelope::{Envelope, ErrorBody, MessageResponse, Page, Pagination, Quota
 pub use error::{ApiError, Error, ErrorCode, Result, TransportKind};
 pub use hash::{CacheKey, ContentHash, SettingsFingerprint};
 pub use idempotency::IdempotencyKey;
-pub use job::{IngestRequest, IngestResponse, Job, JobError, JobStatus, Manifest, ResultFormat};
+pub use job::{
+    IngestRequest, IngestResponse, Job, JobError, JobStatus, JsonManifest, Manifest, ResultFormat,
+};
 pub use metrics::{Alert, AlertRules, LatencySummary, Outcome, Severity, Snapshot, Tracker};
 pub use pattern::{CreatePattern, ListPatterns, Pattern, PatternFormat, UpdatePattern};
 pub use policy::{RateLimitObserver, RetryPolicy};

@@ -45,7 +45,7 @@ fn every_schema_example_parses() {
                 let j: Job = parse(name, ex);
                 assert_eq!(j.status, JobStatus::Succeeded);
                 assert!(
-                    matches!(j.manifest, Some(Manifest::Json(ref m)) if m.contains_key("brand"))
+                    matches!(j.manifest, Some(Manifest::Json(ref m)) if m.to_map().contains_key("brand"))
                 );
                 assert_eq!(j.latency_ms, Some(1250));
             }

@@ -93,7 +93,7 @@ pub(crate) fn manifest(pattern: &Pattern, facts: &ImageFacts) -> Manifest {
                     m.insert(k.clone(), placeholder(schema, 0));
                 }
             }
-            return Manifest::Json(m);
+            return Manifest::Json(m.into());
         }
         PatternFormat::Yaml => ResultFormat::Yaml,
         PatternFormat::Xml => ResultFormat::Xml,
@@ -178,7 +178,7 @@ pub(crate) fn manifest_as(
             to_format(&Value::String(body.clone()), format, delimiter),
             ct,
         ),
-        Manifest::Json(m) => (to_format(&Value::Object(m.clone()), format, delimiter), ct),
+        Manifest::Json(m) => (to_format(&Value::Object(m.to_map()), format, delimiter), ct),
     }
 }
 
@@ -410,6 +410,7 @@ mod tests {
         let Manifest::Json(m) = manifest(&p, &facts()) else {
             panic!("json expected")
         };
+        let m = m.to_map();
         assert_eq!(m["total"], json!(0.0));
         assert_eq!(m["count"], json!(0));
         assert_eq!(m["vendor"], json!("emulated"));
@@ -421,7 +422,7 @@ mod tests {
         assert_eq!(m["_emulator"]["width"], json!(640));
         assert_eq!(m["_emulator"]["pattern_version"], json!(3));
         // Deterministic.
-        assert_eq!(Manifest::Json(m), manifest(&p, &facts()));
+        assert_eq!(Manifest::Json(m.into()), manifest(&p, &facts()));
     }
 
     #[test]
