@@ -194,8 +194,18 @@ fn simple_object(text: &str) -> bool {
     if !text.starts_with('{') || text.contains("_raw") {
         return false;
     }
+    let bytes = text.as_bytes();
+    // Without escapes and with few brackets there is nothing more to check; both counts
+    // are simple loops the compiler vectorises.
+    let brackets: usize = bytes
+        .iter()
+        .map(|&b| usize::from((b == b'{') | (b == b'[')))
+        .sum();
+    if brackets <= MAX_FAST_DEPTH && !bytes.contains(&b'\\') {
+        return true;
+    }
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in text.as_bytes() {
+    for &b in bytes {
         if in_string {
             match (escaped, b) {
                 (true, b'u') => return false,
@@ -521,6 +531,11 @@ mod tests {
             Manifest::Json(_)
         ));
         assert!(matches!(manifest(r#"{"a":"\u00e9"}"#), Manifest::Json(_)));
+        // Escapes and many shallow brackets go through the careful scan and stay raw text.
+        let quoted = r#"{"a":"x\"}{[","b":"\\"}"#;
+        assert!(matches!(manifest(quoted), Manifest::Json(m) if m.as_str() == quoted));
+        let wide = format!(r#"{{"a":[{}[]]}}"#, "[],".repeat(150));
+        assert!(matches!(manifest(&wide), Manifest::Json(m) if m.as_str() == wide));
     }
 
     #[test]
