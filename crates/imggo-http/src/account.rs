@@ -7,7 +7,7 @@ use imggo_core::{CreateWebhook, Error, Health, MessageResponse, Usage, Webhook};
 
 use crate::builder::ClientBuilder;
 use crate::client::{Call, Client, RetryMode};
-use crate::transport::{decode, json_body, segment};
+use crate::transport::{decode, json_body};
 
 /// Health probes per endpoint in [`Client::fastest`].
 const PROBES: usize = 3;
@@ -41,7 +41,7 @@ impl Client {
 
     /// `DELETE /api/webhooks/{id}`.
     pub async fn delete_webhook(&self, id: &str) -> Result<MessageResponse, Error> {
-        let url = self.url(&format!("/webhooks/{}", segment("webhook id", id)?));
+        let url = self.item_url("/webhooks", "webhook id", id)?;
         let reply = self.execute(Call::new(Method::DELETE, url)).await?;
         decode(&reply.body, "webhook deletion")
     }

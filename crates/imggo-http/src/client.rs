@@ -207,6 +207,17 @@ impl Client {
         s
     }
 
+    /// `{base}{collection}/{id}` with `id` percent-encoded, in one allocation; `what`
+    /// names the id in the error when it is empty.
+    pub(crate) fn item_url(&self, collection: &str, what: &str, id: &str) -> Result<String, Error> {
+        let mut s = String::with_capacity(self.base.len() + collection.len() + 1 + id.len());
+        s.push_str(&self.base);
+        s.push_str(collection);
+        s.push('/');
+        crate::transport::push_segment(&mut s, what, id)?;
+        Ok(s)
+    }
+
     /// Counters of calls, attempts and gzip use, shared by all clones of this client.
     pub fn transport_stats(&self) -> TransportStats {
         let c = &self.inner.counters;
@@ -330,7 +341,7 @@ impl Client {
             }
         }
         let wire = body.len() as u64;
-        let encoding = lookup(CONTENT_ENCODING.as_str());
+        let encoding = headers.get(CONTENT_ENCODING).and_then(|v| v.to_str().ok());
         let body = decode_content(encoding, body)?;
         let c = &inner.counters;
         if encoding.is_some_and(|e| e.trim().eq_ignore_ascii_case("gzip")) {

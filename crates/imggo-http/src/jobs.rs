@@ -98,7 +98,7 @@ pub struct FormattedResult {
 impl Client {
     /// `GET /api/jobs/{id}`: the job in either status dialect.
     pub async fn get_job(&self, id: &str) -> Result<Job, Error> {
-        let url = self.url(&format!("/jobs/{}", segment("job id", id)?));
+        let url = self.item_url("/jobs", "job id", id)?;
         let reply = self.execute(Call::new(Method::GET, url)).await?;
         decode(&reply.body, "job")
     }

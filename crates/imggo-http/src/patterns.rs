@@ -9,7 +9,7 @@ use imggo_core::{
 };
 
 use crate::client::{Call, Client};
-use crate::transport::{decode, json_body, segment};
+use crate::transport::{decode, json_body};
 
 impl Client {
     /// One page of `GET /api/patterns`.
@@ -78,7 +78,7 @@ impl Client {
 
     /// `GET /api/patterns/{id}`.
     pub async fn get_pattern(&self, id: &str) -> Result<Pattern, Error> {
-        let url = self.url(&format!("/patterns/{}", segment("pattern id", id)?));
+        let url = self.item_url("/patterns", "pattern id", id)?;
         let reply = self.execute(Call::new(Method::GET, url)).await?;
         decode(&reply.body, "pattern")
     }
@@ -93,7 +93,7 @@ impl Client {
 
     /// `PATCH /api/patterns/{id}`: only the fields that are set change.
     pub async fn update_pattern(&self, id: &str, body: &UpdatePattern) -> Result<Pattern, Error> {
-        let url = self.url(&format!("/patterns/{}", segment("pattern id", id)?));
+        let url = self.item_url("/patterns", "pattern id", id)?;
         let call = Call::new(Method::PATCH, url).json(json_body("pattern update", body)?);
         let reply = self.execute(call).await?;
         decode(&reply.body, "updated pattern")
@@ -102,7 +102,7 @@ impl Client {
     /// `DELETE /api/patterns/{id}` (the real service may answer 403: deletion is
     /// dashboard-only there).
     pub async fn delete_pattern(&self, id: &str) -> Result<MessageResponse, Error> {
-        let url = self.url(&format!("/patterns/{}", segment("pattern id", id)?));
+        let url = self.item_url("/patterns", "pattern id", id)?;
         let reply = self.execute(Call::new(Method::DELETE, url)).await?;
         decode(&reply.body, "pattern deletion")
     }

@@ -147,14 +147,24 @@ pub(crate) fn decode_content(
 }
 
 /// Decodes `{success, data: T}`, or a bare `T` (the docs' dialect and `_health`).
+///
+/// The body is checked as UTF-8 once up front, so that serde_json does not check every
+/// string it reads again.
 pub(crate) fn decode<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, Error> {
-    match serde_json::from_slice::<Envelope<T>>(body) {
-        Ok(env) => Ok(env.data),
-        Err(enveloped) => serde_json::from_slice::<T>(body).map_err(|bare| Error::Decode {
-            what: what.to_owned(),
-            message: format!("{enveloped}; as a bare object: {bare}"),
-        }),
-    }
+    let decoded = match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str::<Envelope<T>>(text)
+            .map(|env| env.data)
+            .or_else(|enveloped| serde_json::from_str::<T>(text).map_err(|bare| (enveloped, bare))),
+        Err(_) => serde_json::from_slice::<Envelope<T>>(body)
+            .map(|env| env.data)
+            .or_else(|enveloped| {
+                serde_json::from_slice::<T>(body).map_err(|bare| (enveloped, bare))
+            }),
+    };
+    decoded.map_err(|(enveloped, bare)| Error::Decode {
+        what: what.to_owned(),
+        message: format!("{enveloped}; as a bare object: {bare}"),
+    })
 }
 
 /// Serialises a request body; `what` names it in the error.
@@ -169,21 +179,31 @@ pub(crate) fn json_body<T: serde::Serialize>(what: &str, v: &T) -> Result<bytes:
 
 /// Percent-encodes one path segment (an id is opaque: it may hold `/`, `?` or spaces).
 pub(crate) fn segment(what: &str, id: &str) -> Result<String, Error> {
+    let mut out = String::with_capacity(id.len());
+    push_segment(&mut out, what, id)?;
+    Ok(out)
+}
+
+/// Appends `id` to `out` as one percent-encoded path segment; `what` names it in the
+/// error for an empty id.
+pub(crate) fn push_segment(out: &mut String, what: &str, id: &str) -> Result<(), Error> {
     if id.is_empty() {
         return Err(Error::InvalidInput {
             input: what.to_owned(),
             reason: "is empty".into(),
         });
     }
-    let mut out = String::with_capacity(id.len());
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for b in id.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push('%');
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 15)] as char);
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -241,6 +261,13 @@ mod tests {
         assert_eq!(decode::<T>(br#"{"a":2}"#, "t").unwrap(), T { a: 2 });
         let e = decode::<T>(b"<html>", "the thing").unwrap_err();
         assert!(e.to_string().contains("the thing"), "{e}");
+        // Invalid UTF-8 (not valid text, so read by the byte path) is still a decode error.
+        assert_eq!(decode::<String>(b"\"\xc3\xa9\"", "text").unwrap(), "\u{e9}");
+        let e = decode::<String>(b"\"\xff\"", "bytes").unwrap_err();
+        assert!(
+            matches!(&e, Error::Decode { what, .. } if what == "bytes"),
+            "{e}"
+        );
     }
 
     #[test]
