@@ -9,7 +9,14 @@
 //! `wrk` sending `Accept-Encoding: gzip` (wrk does not inflate, so that row only pays the
 //! server's side of compression).
 //!
-//! `cargo bench -p imggo-benches --bench http`; set `IMGGO_BENCH_WRK=0` to skip wrk.
+//! After the criterion groups, a *paired* section runs the three plain clients in
+//! alternation: for each concurrency, `PAIRED_ROUNDS` rounds of imggo-http, reqwest and
+//! wrk for one second each, and prints each round's ratios and their median. On a shared
+//! machine the background load drifts over the minutes criterion needs; ratios taken
+//! within the same three seconds are much less exposed to that drift.
+//!
+//! `cargo bench -p imggo-benches --bench http`; set `IMGGO_BENCH_WRK=0` to skip wrk
+//! (and with it the paired section).
 
 use std::hint::black_box;
 use std::process::Command;
@@ -25,6 +32,8 @@ use tokio::runtime::Runtime;
 
 const KEY: &str = "imggo_bench_key";
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
+/// Rounds of the paired section, per concurrency.
+const PAIRED_ROUNDS: usize = 5;
 
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -110,6 +119,92 @@ where
     start.elapsed()
 }
 
+/// Requests completed by `concurrency` tasks looping on `one` for `dur`, per second.
+async fn rate_for<F, Fut>(dur: Duration, concurrency: usize, one: F) -> f64
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let end = start + dur;
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let done = done.clone();
+            let one = one.clone();
+            tokio::spawn(async move {
+                while Instant::now() < end {
+                    one().await;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("bench task");
+    }
+    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn imggo_get(client: Client, id: Arc<str>) {
+    black_box(client.get_job(&id).await.expect("get_job"));
+}
+
+async fn reqwest_get(rq: reqwest::Client, url: Arc<str>) {
+    let resp = rq.get(&*url).bearer_auth(KEY).send().await.expect("send");
+    assert!(resp.status().is_success());
+    let job: Envelope<Job> = resp.json().await.expect("json");
+    black_box(job);
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The paired section: imggo-http, reqwest and wrk (all plain) for one second each, in
+/// turn, `PAIRED_ROUNDS` times per concurrency; prints per-round and median ratios.
+fn paired(fx: &Fixture, url: &Arc<str>) {
+    let dur = Duration::from_secs(1);
+    let client = imggo_client(&fx.emu, false);
+    let rq = reqwest_client();
+    for &n in &CONCURRENCY {
+        let (mut vs_wrk, mut vs_reqwest) = (Vec::new(), Vec::new());
+        for round in 1..=PAIRED_ROUNDS {
+            let (c, id) = (client.clone(), fx.job_id.clone());
+            let imggo = fx
+                .rt
+                .block_on(rate_for(dur, n, move || imggo_get(c.clone(), id.clone())));
+            let (r, u) = (rq.clone(), url.clone());
+            let reqwest = fx
+                .rt
+                .block_on(rate_for(dur, n, move || reqwest_get(r.clone(), u.clone())));
+            let wrk = match wrk(url, n, false, 1) {
+                Ok(rps) => rps,
+                Err(e) => {
+                    eprintln!("paired c{n} round {round}: {e}");
+                    continue;
+                }
+            };
+            println!(
+                "paired c{n} round {round}: imggo-http {imggo:.0}, reqwest {reqwest:.0}, wrk {wrk:.0} requests/s; imggo/wrk {:.0} %, imggo/reqwest {:.2}",
+                100.0 * imggo / wrk,
+                imggo / reqwest
+            );
+            vs_wrk.push(imggo / wrk);
+            vs_reqwest.push(imggo / reqwest);
+        }
+        if !vs_wrk.is_empty() {
+            println!(
+                "paired c{n} median of {} rounds: imggo/wrk {:.0} %, imggo/reqwest {:.2}",
+                vs_wrk.len(),
+                100.0 * median(vs_wrk),
+                median(vs_reqwest)
+            );
+        }
+    }
+}
+
 fn get_job(c: &mut Criterion) {
     let fx = fixture();
     let url: Arc<str> = format!("{}/jobs/{}", fx.emu.base_url(), fx.job_id).into();
@@ -128,10 +223,7 @@ fn get_job(c: &mut Criterion) {
                 b.iter_custom(|iters| {
                     let (client, id) = (client.clone(), id.clone());
                     fx.rt.block_on(drive(iters, n, move || {
-                        let (client, id) = (client.clone(), id.clone());
-                        async move {
-                            black_box(client.get_job(&id).await.expect("get_job"));
-                        }
+                        imggo_get(client.clone(), id.clone())
                     }))
                 })
             });
@@ -142,22 +234,15 @@ fn get_job(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("reqwest", n), |b| {
             b.iter_custom(|iters| {
                 let (rq, u) = (rq.clone(), u.clone());
-                fx.rt.block_on(drive(iters, n, move || {
-                    let (rq, u) = (rq.clone(), u.clone());
-                    async move {
-                        let resp = rq.get(&*u).bearer_auth(KEY).send().await.expect("send");
-                        assert!(resp.status().is_success());
-                        let job: Envelope<Job> = resp.json().await.expect("json");
-                        black_box(job);
-                    }
-                }))
+                fx.rt
+                    .block_on(drive(iters, n, move || reqwest_get(rq.clone(), u.clone())))
             })
         });
         group.finish();
 
         if std::env::var("IMGGO_BENCH_WRK").as_deref() != Ok("0") {
             for gzip in [false, true] {
-                match wrk(&url, n, gzip) {
+                match wrk(&url, n, gzip, 5) {
                     Ok(rps) => wrk_rows.push((n, gzip, rps)),
                     Err(e) => eprintln!("wrk c={n} gzip={gzip}: {e}"),
                 }
@@ -168,6 +253,9 @@ fn get_job(c: &mut Criterion) {
         let label = if gzip { "wrk+gzip" } else { "wrk" };
         println!("get_job/c{n}/{label}: {rps:.0} requests/s");
     }
+    if std::env::var("IMGGO_BENCH_WRK").as_deref() != Ok("0") {
+        paired(&fx, &url);
+    }
     let stats = fx.emu.stats();
     println!(
         "emulator: {} requests, {} TCP connections accepted",
@@ -175,14 +263,14 @@ fn get_job(c: &mut Criterion) {
     );
 }
 
-/// Runs `wrk -tT -cN -d5s URL -H 'Authorization: Bearer KEY'`; returns Requests/sec.
-fn wrk(url: &str, n: usize, gzip: bool) -> Result<f64, String> {
+/// Runs `wrk -tT -cN -dSECSs URL -H 'Authorization: Bearer KEY'`; returns Requests/sec.
+fn wrk(url: &str, n: usize, gzip: bool, secs: u32) -> Result<f64, String> {
     let threads = n.min(2);
     let mut cmd = Command::new("wrk");
     cmd.args([
         format!("-t{threads}"),
         format!("-c{n}"),
-        "-d5s".to_owned(),
+        format!("-d{secs}s"),
         url.to_owned(),
         "-H".to_owned(),
         format!("Authorization: Bearer {KEY}"),
