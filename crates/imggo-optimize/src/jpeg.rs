@@ -141,13 +141,32 @@ pub(crate) fn strip(b: &[u8], layout: &JpegLayout) -> Vec<u8> {
 /// `FF 00`, fill bytes and restart markers).
 fn skip_entropy_data(b: &[u8], mut at: usize) -> Option<usize> {
     loop {
-        let i = at + b.get(at..)?.iter().position(|&x| x == 0xFF)?;
+        let i = at + find_ff(b.get(at..)?)?;
         match *b.get(i + 1)? {
             0x00 | 0xD0..=0xD7 => at = i + 2,
             0xFF => at = i + 1,
             _ => return Some(i),
         }
     }
+}
+
+/// Index of the first `0xFF` byte, eight bytes at a time (entropy-coded data is most of a
+/// JPEG, and `0xFF` is rare in it).
+fn find_ff(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut words = b.chunks_exact(8);
+    let mut at = 0;
+    for word in words.by_ref() {
+        let w = u64::from_le_bytes(word.try_into().ok()?);
+        // A byte of !w is zero exactly where w has 0xFF ("has a zero byte" test).
+        let x = !w;
+        if x.wrapping_sub(ONES) & !x & HIGHS != 0 {
+            break;
+        }
+        at += 8;
+    }
+    b[at..].iter().position(|&x| x == 0xFF).map(|i| at + i)
 }
 
 fn read_dqt(mut body: &[u8], luma: &mut Option<[u16; 64]>) -> Result<(), String> {
@@ -275,6 +294,22 @@ fn has_srgb_colorants(icc: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn find_ff_agrees_with_a_plain_search() {
+        let mut b = vec![0x12u8; 40];
+        assert_eq!(find_ff(&b), None);
+        assert_eq!(find_ff(&[]), None);
+        for at in [0, 1, 7, 8, 9, 15, 16, 33, 39] {
+            b.fill(0xFE);
+            b[at] = 0xFF;
+            assert_eq!(find_ff(&b), Some(at), "0xFF at {at}");
+            if at + 3 < b.len() {
+                b[at + 3] = 0xFF;
+                assert_eq!(find_ff(&b), Some(at), "two, first at {at}");
+            }
+        }
+    }
 
     #[test]
     fn estimates_ijg_quality_exactly() {
