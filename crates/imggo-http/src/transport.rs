@@ -193,9 +193,15 @@ pub(crate) fn push_segment(out: &mut String, what: &str, id: &str) -> Result<(),
             reason: "is empty".into(),
         });
     }
+    let unreserved = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~');
+    if id.bytes().all(unreserved) {
+        // The usual id (a UUID): nothing to escape.
+        out.push_str(id);
+        return Ok(());
+    }
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for b in id.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+        if unreserved(b) {
             out.push(b as char);
         } else {
             out.push('%');
