@@ -1,6 +1,6 @@
 //! Jobs: read one (JSON or `?format=`), and wait for one to finish.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::Method;
 use imggo_core::{Error, Job, JobStatus, ResultFormat};
@@ -153,9 +153,9 @@ impl Client {
             let mut wait = policy.first;
             let mut polls = 0;
             loop {
-                // Tokio holds even a zero sleep until its next millisecond tick.
+                // Not Tokio's timer: it ends waits up to about 2 ms late (see `timer`).
                 if !wait.is_zero() {
-                    tokio::time::sleep(wait).await;
+                    crate::timer::sleep_until(Instant::now() + wait).await;
                 }
                 polls += 1;
                 match self.get_job(id).await {

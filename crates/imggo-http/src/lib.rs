@@ -40,6 +40,7 @@ mod receiver;
 mod retry;
 mod signature;
 mod sniff;
+pub mod timer;
 mod transport;
 
 pub use builder::{ClientBuilder, TlsRoots, API_KEY_ENV, DEFAULT_BASE_URL};
