@@ -191,15 +191,21 @@ const MAX_FAST_DEPTH: usize = 100;
 /// True for the text of a JSON object that surely holds no `_raw` key and that
 /// `serde_json` parses back without hitting its nesting limit.
 fn simple_object(text: &str) -> bool {
-    if !text.starts_with('{') || mentions_raw(text) {
+    if !text.starts_with('{') || text.contains("_raw") {
         return false;
     }
     let bytes = text.as_bytes();
-    // Without escapes and with few brackets there is nothing more to check; both counts
-    // are simple loops the compiler vectorises.
+    // Without escapes and with few brackets there is nothing more to check. The count
+    // adds bytes per 64-byte chunk (no overflow), which the compiler vectorises.
     let brackets: usize = bytes
-        .iter()
-        .map(|&b| usize::from((b == b'{') | (b == b'[')))
+        .chunks(64)
+        .map(|c| {
+            let n = c
+                .iter()
+                .map(|&b| u8::from(b == b'{') + u8::from(b == b'['))
+                .fold(0u8, u8::wrapping_add);
+            usize::from(n)
+        })
         .sum();
     if brackets <= MAX_FAST_DEPTH && !bytes.contains(&b'\\') {
         return true;
@@ -229,20 +235,6 @@ fn simple_object(text: &str) -> bool {
         }
     }
     true
-}
-
-/// True when `_raw` occurs in `text`. Jumps from one `_` to the next with the
-/// single-character search (memchr-like), several times cheaper than a substring search
-/// over a text with few underscores.
-fn mentions_raw(text: &str) -> bool {
-    let mut rest = text;
-    while let Some(i) = rest.find('_') {
-        rest = &rest[i + 1..];
-        if rest.starts_with("raw") {
-            return true;
-        }
-    }
-    false
 }
 
 /// A JSON object manifest, held as its JSON text: decoding a [`Job`] only checks and
@@ -579,14 +571,6 @@ mod tests {
         assert_eq!(from_value, from_reader);
         assert_eq!(from_value.status, JobStatus::Succeeded);
         assert_eq!(from_value.manifest.unwrap().to_value(), json!({"total": 2}));
-    }
-
-    #[test]
-    fn raw_mentions() {
-        assert!(mentions_raw("_raw"));
-        assert!(mentions_raw(r#"{"a_b":1,"__raw":2}"#));
-        assert!(!mentions_raw(r#"{"a_b":"_ra","raw":"_r_aw_"}"#));
-        assert!(!mentions_raw(""));
     }
 
     #[test]
