@@ -3,6 +3,9 @@
 //! small JPEG (parking1.jpg, 512×384, re-encoded), 8 MP JPEG (inventory1.jpg, 2448×3264 →
 //! 1536×2048), RGBA PNG (resume2.png, 2479×3506 → 1448×2048), the lossless path
 //! (car-plate1.jpg, stripped) and a 60000×60000 bomb header (refused).
+//!
+//! `encode` times jpeg-encoder's own RGB path. The optimizer feeds RGB through its own row
+//! fill instead (byte-identical output, fewer instructions), which `end_to_end` includes.
 
 use std::hint::black_box;
 use std::io::Cursor;
