@@ -11,7 +11,9 @@
 //! rounding of `latency_ms`, timer granularity, the time the ingest answer took to arrive):
 //! each first poll that came too early moves it later by nine steps, each one that was on
 //! time moves it earlier by one, so about one first poll in ten comes early and the rest come
-//! as soon after the finish as that allows.
+//! as soon after the finish as that allows. Early polls that were scheduled before the last
+//! move later count once, so ten concurrent jobs polled early together do not push the
+//! offset ten times.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -40,6 +42,8 @@ pub(crate) struct Schedule {
     pub policy: PollPolicy,
     /// Whether `policy` came from the estimate (rather than the caller's default).
     predicted: bool,
+    /// The offset `policy` was made with.
+    offset_us: i64,
 }
 
 impl JobClock {
@@ -51,6 +55,7 @@ impl JobClock {
             return Schedule {
                 policy: *base,
                 predicted: false,
+                offset_us: 0,
             };
         };
         let first = e.mean_us.saturating_add_signed(e.offset_us);
@@ -64,6 +69,7 @@ impl JobClock {
                 ..*base
             },
             predicted: true,
+            offset_us: e.offset_us,
         }
     }
 
@@ -75,12 +81,14 @@ impl JobClock {
             let early = polls > 1;
             let step = (e.mean_us / 1000).max(20) as i64;
             let limit = e.mean_us as i64 / 4;
-            e.offset_us = if early {
-                e.offset_us + 9 * step
-            } else {
-                e.offset_us - step
+            // Many jobs are in flight at once: an early poll scheduled before the offset was
+            // last raised has been answered already, so a burst of them raises it once.
+            if !early {
+                e.offset_us -= step;
+            } else if schedule.offset_us >= e.offset_us {
+                e.offset_us += 9 * step;
             }
-            .clamp(-limit, limit.max(1000));
+            e.offset_us = e.offset_us.clamp(-limit, limit.max(1000));
         }
         let Some(ms) = latency_ms else { return };
         // `latency_ms` is whole milliseconds rounded down.
@@ -187,6 +195,24 @@ mod tests {
         let (_, early) = simulate(&clock, 80 * MS, Duration::ZERO);
         assert!(early);
         assert!(clock.schedule(&base()).policy.first > before);
+    }
+
+    #[test]
+    fn a_burst_of_early_polls_scheduled_together_moves_the_offset_once() {
+        let clock = JobClock::default();
+        simulate(&clock, 50 * MS, Duration::ZERO);
+        // Ten jobs in flight, all scheduled before any of them is answered, all early.
+        let schedules: Vec<_> = (0..10).map(|_| clock.schedule(&base())).collect();
+        for s in &schedules {
+            clock.observe(s, 2, Some(50));
+        }
+        let after_burst = clock.schedule(&base()).policy.first;
+        let one_early = JobClock::default();
+        simulate(&one_early, 50 * MS, Duration::ZERO);
+        let s = one_early.schedule(&base());
+        one_early.observe(&s, 2, Some(50));
+        assert_eq!(after_burst, one_early.schedule(&base()).policy.first);
+        assert!(after_burst > schedules[0].policy.first);
     }
 
     #[test]
