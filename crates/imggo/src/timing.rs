@@ -10,10 +10,12 @@
 //! The offset closes the loop on what the estimate cannot see (the whole-millisecond
 //! rounding of `latency_ms`, timer granularity, the time the ingest answer took to arrive):
 //! each first poll that came too early moves it later by nine steps, each one that was on
-//! time moves it earlier by one, so about one first poll in ten comes early and the rest come
-//! as soon after the finish as that allows. Early polls that were scheduled before the last
-//! move later count once, so ten concurrent jobs polled early together do not push the
-//! offset ten times.
+//! time moves it earlier by one, so that, one job at a time, about one first poll in ten comes
+//! early and the rest come as soon after the finish as that allows. Early polls that were
+//! scheduled before the last move later count once, so ten concurrent jobs polled early
+//! together do not push the offset ten times; with ten jobs in flight against a fixed 50 ms
+//! service about four first polls in ten come early (1.4 polls per job), which bought 2 % of
+//! throughput over counting each early poll.
 
 use std::sync::Mutex;
 use std::time::Duration;
