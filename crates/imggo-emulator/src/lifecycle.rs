@@ -124,12 +124,10 @@ pub(crate) fn create(state: &Arc<State>, new: NewJob) -> Job {
 /// Finishes job `id` if its parked plan is due; a no-op for jobs finished, not yet due or
 /// not parked. Every read of a job calls this first.
 pub(crate) fn settle(state: &Arc<State>, id: &str) {
-    if state.due(id).is_some_and(|due| due <= Instant::now()) {
-        if let Some(plan) = state.unpark(id) {
-            // A read at the due time can come before the timer's queued → running step.
-            set_running(state, id);
-            finish(state, plan, None);
-        }
+    if let Some(plan) = state.unpark_due(id, Instant::now()) {
+        // A read at the due time can come before the timer's queued → running step.
+        set_running(state, id);
+        finish(state, plan, None);
     }
 }
 

@@ -214,14 +214,15 @@ impl State {
         }
     }
 
-    /// When the parked plan of job `id` is due, if one is parked.
-    pub(crate) fn due(&self, id: &str) -> Option<Instant> {
-        self.shard(id).get(id)?.pending.as_ref().map(Plan::due)
-    }
-
-    /// Takes the parked plan of job `id`: exactly one caller gets it.
-    pub(crate) fn unpark(&self, id: &str) -> Option<Plan> {
-        self.shard(id).get_mut(id)?.pending.take()
+    /// Takes the parked plan of job `id` if it is due by `now`: exactly one caller gets it,
+    /// under one lock (every read of a job comes through here).
+    pub(crate) fn unpark_due(&self, id: &str, now: Instant) -> Option<Plan> {
+        let mut shard = self.shard(id);
+        let pending = &mut shard.get_mut(id)?.pending;
+        if pending.as_ref()?.due() > now {
+            return None;
+        }
+        pending.take()
     }
 
     /// The rendered answer of a job, when `user` owns it.

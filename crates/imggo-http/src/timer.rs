@@ -11,7 +11,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -76,19 +76,17 @@ struct Timer {
     changed: Condvar,
 }
 
-fn timer() -> &'static Arc<Timer> {
-    static TIMER: OnceLock<Arc<Timer>> = OnceLock::new();
+fn timer() -> &'static Timer {
+    static TIMER: OnceLock<Timer> = OnceLock::new();
     TIMER.get_or_init(|| {
-        let t = Arc::new(Timer {
-            waits: Mutex::new(Waits::default()),
-            changed: Condvar::new(),
-        });
-        let worker = t.clone();
         std::thread::Builder::new()
             .name("imggo-http-timer".into())
-            .spawn(move || worker.run())
+            .spawn(|| timer().run())
             .expect("spawning the timer thread");
-        t
+        Timer {
+            waits: Mutex::new(Waits::default()),
+            changed: Condvar::new(),
+        }
     })
 }
 
