@@ -19,7 +19,8 @@ use crate::transport::{decode, segment};
 pub struct PollPolicy {
     /// Wait before the first poll.
     pub first: Duration,
-    /// Wait between the first and the second poll; later waits grow from it.
+    /// Wait between the first and the second poll (at least 100 µs); later waits grow
+    /// from it (each at least 1 ms).
     pub second: Duration,
     /// Growth of the wait between polls (1.0 = constant).
     pub factor: f64,
@@ -61,7 +62,7 @@ impl PollPolicy {
     fn advance(&self, interval: &mut Option<Duration>) -> Duration {
         let next = match *interval {
             None => self.second.clamp(
-                Duration::from_millis(1),
+                Duration::from_micros(100),
                 self.max_interval.max(Duration::from_millis(1)),
             ),
             Some(previous) => self.next_interval(previous),
@@ -231,5 +232,18 @@ mod tests {
             waits,
             [2000, 3000, 4500].map(Duration::from_micros).to_vec()
         );
+        // A second wait under a millisecond is kept; the growth after it is not.
+        let p = PollPolicy {
+            second: Duration::from_micros(400),
+            ..p
+        };
+        let mut interval = None;
+        let waits: Vec<_> = (0..3).map(|_| p.advance(&mut interval)).collect();
+        assert_eq!(waits, [400, 1000, 1500].map(Duration::from_micros).to_vec());
+        let p = PollPolicy {
+            second: Duration::ZERO,
+            ..p
+        };
+        assert_eq!(p.advance(&mut None), Duration::from_micros(100));
     }
 }
