@@ -9,17 +9,26 @@
 //! `wrk` sending `Accept-Encoding: gzip` (wrk does not inflate, so that row only pays the
 //! server's side of compression).
 //!
-//! After the criterion groups, a *paired* section runs the three plain clients in
-//! alternation: for each concurrency, `PAIRED_ROUNDS` rounds of imggo-http, reqwest and
-//! wrk for one second each, and prints each round's ratios and their median. On a shared
-//! machine the background load drifts over the minutes criterion needs; ratios taken
-//! within the same three seconds are much less exposed to that drift.
+//! After the criterion groups, a *paired* section runs the plain clients in alternation:
+//! for each concurrency, `PAIRED_ROUNDS` rounds of imggo-http, reqwest, wrk and a bare
+//! hyper-util legacy client for one second each, and prints each round's ratios and their
+//! median. On a shared machine the background load drifts over the minutes criterion
+//! needs; ratios taken within the same four seconds are much less exposed to that drift.
+//!
+//! The bare client is the transport imggo-http is built on (hyper-util's pooled legacy
+//! client over plain HTTP) doing only `GET` + collect the body: no JSON, no retry layer,
+//! no timeouts, no header parsing. Its ratio to wrk is the ceiling of any client on that
+//! transport in this setup.
 //!
 //! `cargo bench -p imggo-benches --bench http`; set `IMGGO_BENCH_WRK=0` to skip wrk
 //! (and with it the paired section).
 
 use std::hint::black_box;
 use std::process::Command;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::{connect::HttpConnector, Client as HyperClient};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -157,19 +166,39 @@ async fn reqwest_get(rq: reqwest::Client, url: Arc<str>) {
     black_box(job);
 }
 
+/// The bare transport: hyper-util's pooled legacy client over plain HTTP.
+type Bare = HyperClient<HttpConnector, Empty<Bytes>>;
+
+fn bare_client() -> Bare {
+    HyperClient::builder(hyper_util::rt::TokioExecutor::new()).build_http()
+}
+
+async fn bare_get(client: Bare, url: http::Uri) {
+    let req = http::Request::get(url)
+        .header(http::header::AUTHORIZATION, format!("Bearer {KEY}"))
+        .body(Empty::new())
+        .expect("request");
+    let resp = client.request(req).await.expect("send");
+    assert!(resp.status().is_success());
+    black_box(resp.into_body().collect().await.expect("body").to_bytes());
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
 
-/// The paired section: imggo-http, reqwest and wrk (all plain) for one second each, in
-/// turn, `PAIRED_ROUNDS` times per concurrency; prints per-round and median ratios.
+/// The paired section: imggo-http, reqwest, wrk and the bare transport (all plain) for one
+/// second each, in turn, `PAIRED_ROUNDS` times per concurrency; prints per-round and
+/// median ratios.
 fn paired(fx: &Fixture, url: &Arc<str>) {
     let dur = Duration::from_secs(1);
     let client = imggo_client(&fx.emu, false);
     let rq = reqwest_client();
+    let bare = bare_client();
+    let uri: http::Uri = url.parse().expect("job url");
     for &n in &CONCURRENCY {
-        let (mut vs_wrk, mut vs_reqwest) = (Vec::new(), Vec::new());
+        let (mut vs_wrk, mut vs_reqwest, mut bare_vs_wrk) = (Vec::new(), Vec::new(), Vec::new());
         for round in 1..=PAIRED_ROUNDS {
             let (c, id) = (client.clone(), fx.job_id.clone());
             let imggo = fx
@@ -186,20 +215,27 @@ fn paired(fx: &Fixture, url: &Arc<str>) {
                     continue;
                 }
             };
+            let (b, u) = (bare.clone(), uri.clone());
+            let floor = fx
+                .rt
+                .block_on(rate_for(dur, n, move || bare_get(b.clone(), u.clone())));
             println!(
-                "paired c{n} round {round}: imggo-http {imggo:.0}, reqwest {reqwest:.0}, wrk {wrk:.0} requests/s; imggo/wrk {:.0} %, imggo/reqwest {:.2}",
+                "paired c{n} round {round}: imggo-http {imggo:.0}, reqwest {reqwest:.0}, wrk {wrk:.0}, bare hyper-util {floor:.0} requests/s; imggo/wrk {:.0} %, imggo/reqwest {:.2}, bare/wrk {:.0} %",
                 100.0 * imggo / wrk,
-                imggo / reqwest
+                imggo / reqwest,
+                100.0 * floor / wrk
             );
             vs_wrk.push(imggo / wrk);
             vs_reqwest.push(imggo / reqwest);
+            bare_vs_wrk.push(floor / wrk);
         }
         if !vs_wrk.is_empty() {
             println!(
-                "paired c{n} median of {} rounds: imggo/wrk {:.0} %, imggo/reqwest {:.2}",
+                "paired c{n} median of {} rounds: imggo/wrk {:.0} %, imggo/reqwest {:.2}, bare hyper-util/wrk {:.0} %",
                 vs_wrk.len(),
                 100.0 * median(vs_wrk),
-                median(vs_reqwest)
+                median(vs_reqwest),
+                100.0 * median(bare_vs_wrk)
             );
         }
     }
