@@ -1,6 +1,7 @@
-//! How late a 5 ms sleep ends: Tokio's timer against `imggo_http::timer::sleep_until`, both
-//! on a two-worker runtime. The poll that follows a job's predicted finish waits this way,
-//! so the difference is idle slot time in every job cycle.
+//! How late a 5 ms sleep ends: Tokio's timer against `imggo_core::timer::sleep_until`
+//! (re-exported as `imggo_http::timer`), both awaited on a two-worker runtime. The poll that
+//! follows a job's predicted finish and the emulator's job clock wait this way, so the
+//! difference is idle slot time in every job cycle.
 
 use std::time::{Duration, Instant};
 

@@ -2,8 +2,8 @@
 //!
 //! The leaf crate of imggo-rs: the ImgGo API's wire types (both the server's and the
 //! docs' dialects), the one [`Error`] type, content hashing and cache keys, deterministic
-//! idempotency keys, rate-limit header parsing and batch metrics. No async runtime and no
-//! HTTP stack: every other imggo crate builds on this one.
+//! idempotency keys, rate-limit header parsing, batch metrics and a precise sleep. No async
+//! runtime and no HTTP stack: every other imggo crate builds on this one.
 //!
 //! ```
 //! use imggo_core::{ContentHash, IdempotencyKey, Job, JobStatus, Envelope};
@@ -38,6 +38,7 @@ pub mod policy;
 pub mod ratelimit;
 pub mod secret;
 pub mod time;
+pub mod timer;
 pub mod webhook;
 
 pub use account::{BurstLimit, Health, Usage, UsageLimits, UsageRequests};

@@ -150,14 +150,16 @@ impl Plan {
 }
 
 /// Sleeps until `deadline`, or returns false when the emulator shuts down first. Deadlines
-/// are absolute so that the two stages of a job do not each add a timer tick.
+/// are absolute, and the sleep is imggo-core's precise one rather than Tokio's (which ends
+/// about a millisecond late), so that a job finishes (and its webhook goes out) at its
+/// planned time.
 async fn wait_until(state: &State, deadline: Instant) -> bool {
     if deadline <= Instant::now() {
         return !*state.shutdown.borrow();
     }
     let mut shutdown = state.shutdown.clone();
     tokio::select! {
-        _ = tokio::time::sleep_until(deadline.into()) => true,
+        _ = imggo_core::timer::sleep_until(deadline) => true,
         _ = shutdown.wait_for(|stop| *stop) => false,
     }
 }

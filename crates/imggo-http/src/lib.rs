@@ -40,11 +40,12 @@ mod receiver;
 mod retry;
 mod signature;
 mod sniff;
-pub mod timer;
 mod transport;
 
 pub use builder::{ClientBuilder, TlsRoots, API_KEY_ENV, DEFAULT_BASE_URL};
 pub use client::{Client, TransportStats};
+/// The precise sleep [`Client::wait_for_job`] waits with (from imggo-core).
+pub use imggo_core::timer;
 pub use ingest::{Accepted, IngestOptions, MAX_UPLOAD_BYTES};
 pub use jobs::{FormattedResult, PollPolicy, Waited};
 pub use receiver::{ReceiverOptions, ReceiverStats, WebhookReceiver};

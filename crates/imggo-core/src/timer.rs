@@ -1,44 +1,40 @@
-//! A sleep that ends within tens of microseconds of its deadline.
+//! A sleep that ends within tens of microseconds of its deadline, on any executor.
 //!
 //! Tokio's timer rounds every deadline up to its next millisecond tick and the runtime then
 //! parks in whole milliseconds, so a wait ends on average about a millisecond late. For a
-//! poll timed to a job's expected finish that millisecond is idle time in every cycle (2 %
-//! of a 50 ms job). [`sleep_until`] lets Tokio's timer do all but the last few milliseconds
-//! and hands the rest to one shared thread that parks on a condition variable with a
-//! nanosecond timeout and wakes each waiter at its deadline.
+//! poll timed to a job's expected finish, or an emulated job that should finish after
+//! exactly its planned time, that millisecond is 2 % of a 50 ms job. [`sleep_until`] hands
+//! the wait to one shared thread that parks on a condition variable with a nanosecond
+//! timeout and wakes each waiter at its deadline. No async runtime is involved, so the
+//! client and the emulator use the same timer.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
-
-/// How much of a wait the precise thread takes over from Tokio's timer (which may be up to
-/// about two milliseconds late).
-const HANDOVER: Duration = Duration::from_millis(3);
+use std::thread;
+use std::time::Instant;
 
 /// Sleeps until `deadline`, accurate to the operating system's timer slack rather than to
-/// Tokio's millisecond tick. Cancel-safe: dropping the future forgets the wait.
+/// a runtime's millisecond tick. Cancel-safe: dropping the future forgets the wait.
 ///
 /// `cargo bench -p imggo-benches --bench timer` compares its lateness with Tokio's.
-pub async fn sleep_until(deadline: Instant) {
-    if let Some(early) = deadline.checked_sub(HANDOVER) {
-        if early > Instant::now() {
-            tokio::time::sleep_until(early.into()).await;
-        }
-    }
-    PreciseSleep { deadline, id: None }.await
+pub fn sleep_until(deadline: Instant) -> Sleep {
+    Sleep { deadline, id: None }
 }
 
-struct PreciseSleep {
+/// The future of [`sleep_until`].
+#[derive(Debug)]
+#[must_use = "a sleep does nothing unless awaited"]
+pub struct Sleep {
     deadline: Instant,
     /// Registration with the timer thread, once polled while pending.
     id: Option<u64>,
 }
 
-impl Future for PreciseSleep {
+impl Future for Sleep {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -55,7 +51,7 @@ impl Future for PreciseSleep {
     }
 }
 
-impl Drop for PreciseSleep {
+impl Drop for Sleep {
     fn drop(&mut self) {
         if let Some(id) = self.id {
             timer().forget(id);
@@ -79,8 +75,8 @@ struct Timer {
 fn timer() -> &'static Timer {
     static TIMER: OnceLock<Timer> = OnceLock::new();
     TIMER.get_or_init(|| {
-        std::thread::Builder::new()
-            .name("imggo-http-timer".into())
+        thread::Builder::new()
+            .name("imggo-timer".into())
             .spawn(|| timer().run())
             .expect("spawning the timer thread");
         Timer {
@@ -91,7 +87,7 @@ fn timer() -> &'static Timer {
 }
 
 impl Timer {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Waits> {
+    fn lock(&self) -> MutexGuard<'_, Waits> {
         self.waits.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -123,8 +119,15 @@ impl Timer {
         id
     }
 
+    /// Forgets a wait. Its heap entry stays until its deadline, unless forgotten entries
+    /// come to outnumber the live ones (many long waits cancelled), which rebuilds the heap.
     fn forget(&self, id: u64) {
-        self.lock().wakers.remove(&id);
+        let mut w = self.lock();
+        w.wakers.remove(&id);
+        if w.heap.len() > 64 && w.heap.len() > 2 * w.wakers.len() {
+            let Waits { heap, wakers, .. } = &mut *w;
+            heap.retain(|Reverse((_, id))| wakers.contains_key(id));
+        }
     }
 
     fn run(&self) {
@@ -164,50 +167,70 @@ impl Timer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::task::Wake;
+    use std::time::Duration;
 
-    #[tokio::test]
-    async fn never_ends_before_its_deadline() {
+    /// Runs `f` to completion on this thread, parking between polls.
+    fn block_on<F: Future>(f: F) -> F::Output {
+        struct Unpark(thread::Thread);
+        impl Wake for Unpark {
+            fn wake(self: Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = Waker::from(Arc::new(Unpark(thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        let mut f = std::pin::pin!(f);
+        loop {
+            if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                return v;
+            }
+            thread::park();
+        }
+    }
+
+    #[test]
+    fn never_ends_before_its_deadline() {
         for ms in [0u64, 1, 2, 5, 9] {
             let deadline = Instant::now() + Duration::from_millis(ms);
-            sleep_until(deadline).await;
+            block_on(sleep_until(deadline));
             assert!(Instant::now() >= deadline, "{ms} ms");
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn many_waits_all_end_after_their_deadlines() {
+    #[test]
+    fn many_waits_on_many_threads_all_end_after_their_deadlines() {
         let start = Instant::now();
-        let tasks: Vec<_> = (0..200u64)
+        let threads: Vec<_> = (0..50u64)
             .map(|i| {
-                let deadline = start + Duration::from_micros(100 * (i % 37));
-                tokio::spawn(async move {
-                    sleep_until(deadline).await;
+                thread::spawn(move || {
+                    let deadline = start + Duration::from_micros(100 * (i % 37));
+                    block_on(sleep_until(deadline));
                     Instant::now() >= deadline
                 })
             })
             .collect();
-        for t in tasks {
-            assert!(t.await.unwrap());
+        for t in threads {
+            assert!(t.join().unwrap());
         }
     }
 
-    #[tokio::test]
-    async fn a_dropped_wait_is_forgotten() {
-        let far = Instant::now() + Duration::from_millis(2);
-        let mut sleep = Box::pin(PreciseSleep {
-            deadline: far,
-            id: None,
-        });
-        // Poll once so that it registers, then drop it.
-        assert!(futures_poll_once(sleep.as_mut()).is_pending());
-        let id = sleep.id.expect("registered");
-        assert!(timer().lock().wakers.contains_key(&id));
-        drop(sleep);
-        assert!(!timer().lock().wakers.contains_key(&id));
-    }
-
-    fn futures_poll_once(f: Pin<&mut PreciseSleep>) -> Poll<()> {
+    #[test]
+    fn a_dropped_wait_is_forgotten_and_cancelled_ones_do_not_pile_up() {
+        let far = Instant::now() + Duration::from_secs(3600);
         let waker = Waker::noop();
-        f.poll(&mut Context::from_waker(waker))
+        let mut cx = Context::from_waker(waker);
+        let mut sleeps: Vec<_> = (0..500).map(|_| Box::pin(sleep_until(far))).collect();
+        for s in &mut sleeps {
+            assert!(s.as_mut().poll(&mut cx).is_pending());
+        }
+        let id = sleeps[0].id.expect("registered");
+        assert!(timer().lock().wakers.contains_key(&id));
+        drop(sleeps);
+        let w = timer().lock();
+        assert!(!w.wakers.contains_key(&id));
+        // Other tests' waits may be live, but not 500 forgotten hour-long ones.
+        assert!(w.heap.len() < 300, "{} heap entries", w.heap.len());
     }
 }
