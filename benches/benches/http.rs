@@ -103,46 +103,20 @@ fn reqwest_client() -> reqwest::Client {
         .expect("reqwest client")
 }
 
-/// `iters` requests spread over `concurrency` tasks pulling from one counter.
-async fn drive<F, Fut>(iters: u64, concurrency: usize, one: F) -> Duration
+/// Runs `one` in a loop on each of `concurrency` tasks for as long as `more()` says so;
+/// returns how many calls completed.
+async fn looped<F, Fut, M>(concurrency: usize, one: F, more: M) -> u64
 where
     F: Fn() -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
-{
-    let next = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let next = next.clone();
-            let one = one.clone();
-            tokio::spawn(async move {
-                while next.fetch_add(1, Ordering::Relaxed) < iters {
-                    one().await;
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.expect("bench task");
-    }
-    start.elapsed()
-}
-
-/// Requests completed by `concurrency` tasks looping on `one` for `dur`, per second.
-async fn rate_for<F, Fut>(dur: Duration, concurrency: usize, one: F) -> f64
-where
-    F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
+    M: Fn() -> bool + Clone + Send + 'static,
 {
     let done = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let end = start + dur;
     let tasks: Vec<_> = (0..concurrency)
         .map(|_| {
-            let done = done.clone();
-            let one = one.clone();
+            let (done, one, more) = (done.clone(), one.clone(), more.clone());
             tokio::spawn(async move {
-                while Instant::now() < end {
+                while more() {
                     one().await;
                     done.fetch_add(1, Ordering::Relaxed);
                 }
@@ -152,7 +126,34 @@ where
     for t in tasks {
         t.await.expect("bench task");
     }
-    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+    done.load(Ordering::Relaxed)
+}
+
+/// `iters` requests spread over `concurrency` tasks pulling from one counter.
+async fn drive<F, Fut>(iters: u64, concurrency: usize, one: F) -> Duration
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    looped(concurrency, one, move || {
+        next.fetch_add(1, Ordering::Relaxed) < iters
+    })
+    .await;
+    start.elapsed()
+}
+
+/// Requests completed by `concurrency` tasks looping on `one` for `dur`, per second.
+async fn rate_for<F, Fut>(dur: Duration, concurrency: usize, one: F) -> f64
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let start = Instant::now();
+    let end = start + dur;
+    let done = looped(concurrency, one, move || Instant::now() < end).await;
+    done as f64 / start.elapsed().as_secs_f64()
 }
 
 async fn imggo_get(client: Client, id: Arc<str>) {
@@ -173,9 +174,9 @@ fn bare_client() -> Bare {
     HyperClient::builder(hyper_util::rt::TokioExecutor::new()).build_http()
 }
 
-async fn bare_get(client: Bare, url: http::Uri) {
+async fn bare_get(client: Bare, url: http::Uri, auth: http::HeaderValue) {
     let req = http::Request::get(url)
-        .header(http::header::AUTHORIZATION, format!("Bearer {KEY}"))
+        .header(http::header::AUTHORIZATION, auth)
         .body(Empty::new())
         .expect("request");
     let resp = client.request(req).await.expect("send");
@@ -197,6 +198,8 @@ fn paired(fx: &Fixture, url: &Arc<str>) {
     let rq = reqwest_client();
     let bare = bare_client();
     let uri: http::Uri = url.parse().expect("job url");
+    // Built once, as imggo-http builds its own: the floor should not pay a format! per call.
+    let auth = http::HeaderValue::try_from(format!("Bearer {KEY}")).expect("header value");
     for &n in &CONCURRENCY {
         let (mut vs_wrk, mut vs_reqwest, mut bare_vs_wrk) = (Vec::new(), Vec::new(), Vec::new());
         for round in 1..=PAIRED_ROUNDS {
@@ -215,10 +218,10 @@ fn paired(fx: &Fixture, url: &Arc<str>) {
                     continue;
                 }
             };
-            let (b, u) = (bare.clone(), uri.clone());
-            let floor = fx
-                .rt
-                .block_on(rate_for(dur, n, move || bare_get(b.clone(), u.clone())));
+            let (b, u, a) = (bare.clone(), uri.clone(), auth.clone());
+            let floor = fx.rt.block_on(rate_for(dur, n, move || {
+                bare_get(b.clone(), u.clone(), a.clone())
+            }));
             println!(
                 "paired c{n} round {round}: imggo-http {imggo:.0}, reqwest {reqwest:.0}, wrk {wrk:.0}, bare hyper-util {floor:.0} requests/s; imggo/wrk {:.0} %, imggo/reqwest {:.2}, bare/wrk {:.0} %",
                 100.0 * imggo / wrk,
