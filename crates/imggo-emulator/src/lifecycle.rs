@@ -184,11 +184,12 @@ fn set_running(state: &State, id: &str) {
     let now = now_rfc3339();
     let mut moved = false;
     state.update_job(id, |j| {
-        if j.status == JobStatus::Queued {
+        moved = j.status == JobStatus::Queued;
+        if moved {
             j.status = JobStatus::Running;
             j.started_at = Some(now);
-            moved = true;
         }
+        moved
     });
     if moved {
         state
@@ -240,6 +241,7 @@ fn finish(state: &Arc<State>, plan: Plan, fetched: Option<Result<ImageFacts, Str
         }
         j.latency_ms = Some(latency);
         j.completed_at = Some(now);
+        true
     });
     let to = if failed {
         StateSlot::Failed

@@ -240,13 +240,19 @@ impl State {
             .then(|| rec.job.clone())
     }
 
-    /// Applies `change` to a job and re-renders its answer; returns the job after the change.
-    pub(crate) fn update_job(&self, id: &str, change: impl FnOnce(&mut Job)) -> Option<Job> {
+    /// Applies `change` to a job; when it says it changed something, stamps `updated_at` and
+    /// re-renders the job's answer. Returns the job as it now is.
+    pub(crate) fn update_job(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Job) -> bool,
+    ) -> Option<Job> {
         let mut shard = self.shard(id);
         let rec = shard.get_mut(id)?;
-        change(&mut rec.job);
-        rec.job.updated_at = Some(now_rfc3339());
-        rec.body = render::job_envelope(&rec.job, self.config.dialect);
+        if change(&mut rec.job) {
+            rec.job.updated_at = Some(now_rfc3339());
+            rec.body = render::job_envelope(&rec.job, self.config.dialect);
+        }
         Some(rec.job.clone())
     }
 

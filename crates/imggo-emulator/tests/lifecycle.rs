@@ -97,7 +97,9 @@ async fn a_job_read_after_its_due_time_is_finished_without_its_timer() {
     assert_eq!(j.status, JobStatus::Succeeded);
     assert_eq!(j.latency_ms, Some(40));
     assert!(j.manifest.is_some() && j.completed_at.is_some());
-    // The timer, when it fires, finds nothing left to do; the counters saw one finish.
+    // The timer, when it fires, finds nothing left to do (not even `updated_at` to touch: it
+    // runs at least 2 ms after the read, in a later millisecond); the counters saw one finish.
+    std::thread::sleep(Duration::from_millis(2));
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(emu.job(&job).unwrap(), j);
     let stats = emu.stats();
