@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use http::HeaderValue;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use imggo_core::{Error, RateLimitObserver, RetryPolicy, Secret};
 
 use crate::client::{Client, Inner};
+use crate::pool::Pool;
 use crate::retry::DefaultRetry;
 
 /// The public service.
@@ -225,16 +225,16 @@ impl ClientBuilder {
             .enable_http1()
             .enable_http2()
             .wrap_connector(tcp);
-        let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(self.pool_idle_timeout)
-            .pool_max_idle_per_host(self.pool_max_idle_per_host)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector);
+        let pool = Pool::new(
+            connector,
+            self.connect_timeout,
+            self.pool_max_idle_per_host,
+            self.pool_idle_timeout,
+        );
 
-        Ok(Client::from_parts(
+        Client::new(
             Arc::new(Inner {
-                http,
+                pool,
                 auth,
                 user_agent,
                 connect_timeout: self.connect_timeout,
@@ -248,8 +248,8 @@ impl ClientBuilder {
                 counters: Default::default(),
                 gzip: self.gzip,
             }),
-            base,
-        ))
+            &base,
+        )
     }
 }
 

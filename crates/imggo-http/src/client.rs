@@ -9,18 +9,15 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::{
-    ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT,
+    ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HOST, USER_AGENT,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
 use imggo_core::{Error, RateLimitInfo, RateLimitObserver, RetryPolicy, TransportKind};
 
 use crate::builder::ClientBuilder;
-use crate::transport::{decode_content, map_body_error, map_client_error, MAX_WIRE_BODY};
-
-type Pool = hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+use crate::pool::{Host, Pool};
+use crate::transport::{decode_content, map_body_error, MAX_WIRE_BODY};
 
 static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
@@ -34,11 +31,35 @@ static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 #[derive(Clone)]
 pub struct Client {
     pub(crate) inner: Arc<Inner>,
-    pub(crate) base: Arc<str>,
+    pub(crate) base: Arc<Endpoint>,
+}
+
+/// A base URL resolved against the pool once.
+pub(crate) struct Endpoint {
+    /// The whole base URL, no trailing slash.
+    url: Box<str>,
+    /// Its path ("" or e.g. "/api"), the prefix of every request path.
+    path: Box<str>,
+    host: Arc<Host>,
+}
+
+impl Endpoint {
+    /// `url` as checked by `normalize_base_url`, on `pool`.
+    pub(crate) fn new(pool: &Pool, url: &str) -> Result<Self, Error> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| Error::Config(format!("base URL {url:?}: {e}")))?;
+        let path = uri.path().trim_end_matches('/');
+        Ok(Self {
+            url: url.into(),
+            path: path.into(),
+            host: pool.host(&uri)?,
+        })
+    }
 }
 
 pub(crate) struct Inner {
-    pub(crate) http: Pool,
+    pub(crate) pool: Pool,
     pub(crate) auth: HeaderValue,
     pub(crate) user_agent: HeaderValue,
     pub(crate) connect_timeout: Duration,
@@ -79,7 +100,7 @@ pub struct TransportStats {
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("base_url", &self.base)
+            .field("base_url", &self.base.url)
             .field("api_key", &"[redacted]")
             .field("connect_timeout", &self.inner.connect_timeout)
             .field("attempt_timeout", &self.inner.attempt_timeout)
@@ -131,8 +152,8 @@ impl RetryMode {
 /// One logical request.
 pub(crate) struct Call<'a> {
     pub(crate) method: Method,
-    /// Absolute URL.
-    pub(crate) url: String,
+    /// Path and query, the base URL's path included (`/api/jobs/ID`).
+    pub(crate) path: String,
     pub(crate) body: Option<(Bytes, &'a str)>,
     pub(crate) idempotency_key: Option<&'a str>,
     pub(crate) retry: RetryMode,
@@ -141,7 +162,7 @@ pub(crate) struct Call<'a> {
 }
 
 impl<'a> Call<'a> {
-    pub(crate) fn new(method: Method, url: String) -> Self {
+    pub(crate) fn new(method: Method, path: String) -> Self {
         let retry = if method == Method::POST {
             RetryMode::Unsafe
         } else {
@@ -149,7 +170,7 @@ impl<'a> Call<'a> {
         };
         Self {
             method,
-            url,
+            path,
             body: None,
             idempotency_key: None,
             retry,
@@ -183,35 +204,39 @@ impl Client {
         ClientBuilder::default()
     }
 
-    pub(crate) fn from_parts(inner: Arc<Inner>, base: Arc<str>) -> Self {
-        Self { inner, base }
+    pub(crate) fn new(inner: Arc<Inner>, base_url: &str) -> Result<Self, Error> {
+        let base = Arc::new(Endpoint::new(&inner.pool, base_url)?);
+        Ok(Self { inner, base })
     }
 
     /// The API base URL this client talks to (no trailing slash).
     pub fn base_url(&self) -> &str {
-        &self.base
+        &self.base.url
     }
 
     /// This client's pool and settings, aimed at another base URL (a regional endpoint).
     pub fn with_base_url(&self, url: &str) -> Result<Client, Error> {
-        Ok(Self {
-            inner: self.inner.clone(),
-            base: crate::builder::normalize_base_url(url)?,
-        })
+        Self::new(
+            self.inner.clone(),
+            &crate::builder::normalize_base_url(url)?,
+        )
     }
 
+    /// The request path of `path` under the base URL (`/jobs` → `/api/jobs`).
     pub(crate) fn url(&self, path: &str) -> String {
-        let mut s = String::with_capacity(self.base.len() + path.len());
-        s.push_str(&self.base);
+        let base = &self.base.path;
+        let mut s = String::with_capacity(base.len() + path.len());
+        s.push_str(base);
         s.push_str(path);
         s
     }
 
-    /// `{base}{collection}/{id}` with `id` percent-encoded, in one allocation; `what`
-    /// names the id in the error when it is empty.
+    /// The request path `{base path}{collection}/{id}` with `id` percent-encoded, in one
+    /// allocation; `what` names the id in the error when it is empty.
     pub(crate) fn item_url(&self, collection: &str, what: &str, id: &str) -> Result<String, Error> {
-        let mut s = String::with_capacity(self.base.len() + collection.len() + 1 + id.len());
-        s.push_str(&self.base);
+        let base = &self.base.path;
+        let mut s = String::with_capacity(base.len() + collection.len() + 1 + id.len());
+        s.push_str(base);
         s.push_str(collection);
         s.push('/');
         crate::transport::push_segment(&mut s, what, id)?;
@@ -236,9 +261,12 @@ impl Client {
     pub(crate) async fn execute(&self, call: Call<'_>) -> Result<Reply, Error> {
         let inner = &*self.inner;
         inner.counters.calls.fetch_add(1, Ordering::Relaxed);
-        let uri: Uri = call.url.parse().map_err(|e| Error::InvalidInput {
-            input: format!("URL {:?}", call.url),
-            reason: format!("{e}"),
+        let uri = Uri::try_from(call.path.as_str()).map_err(|e| {
+            let url = format!("{}{}", self.base.url, call.path);
+            Error::InvalidInput {
+                input: format!("URL {url:?}"),
+                reason: format!("{e}"),
+            }
         })?;
         let total = inner.total_timeout;
         let start = tokio::time::Instant::now();
@@ -295,6 +323,7 @@ impl Client {
         *req.method_mut() = call.method.clone();
         *req.uri_mut() = uri;
         let h = req.headers_mut();
+        h.insert(HOST, self.base.host.host_header().clone());
         h.insert(AUTHORIZATION, inner.auth.clone());
         h.insert(USER_AGENT, inner.user_agent.clone());
         h.insert(ACCEPT, HeaderValue::from_static("application/json"));
@@ -317,21 +346,15 @@ impl Client {
             }
         }
 
-        let exchange = async {
-            let resp = inner
-                .http
-                .request(req)
-                .await
-                .map_err(|e| map_client_error(&e, inner.connect_timeout))?;
-            let (parts, body) = resp.into_parts();
-            let body = Limited::new(body, MAX_WIRE_BODY)
-                .collect()
-                .await
-                .map_err(|e| map_body_error(&*e))?
-                .to_bytes();
-            Ok::<_, Error>((parts, body))
-        };
-        let (parts, body) = exchange.await?;
+        let host = &self.base.host;
+        let (resp, lease) = host.send(req).await?;
+        let (parts, body) = resp.into_parts();
+        let body = Limited::new(body, MAX_WIRE_BODY)
+            .collect()
+            .await
+            .map_err(|e| map_body_error(&*e))?
+            .to_bytes();
+        host.give_back(lease);
 
         let headers = parts.headers;
         let lookup = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());

@@ -36,6 +36,7 @@ mod ingest;
 mod jobs;
 mod multipart;
 mod patterns;
+mod pool;
 mod receiver;
 mod retry;
 mod signature;

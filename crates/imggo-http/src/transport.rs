@@ -13,24 +13,36 @@ pub(crate) const MAX_WIRE_BODY: usize = 32 << 20;
 /// Largest response body after gzip decompression (a gzip bomb stops here).
 pub(crate) const MAX_DECODED_BODY: usize = 64 << 20;
 
-/// Maps an error of the pooled client (connect, send, read head) onto [`Error`].
-pub(crate) fn map_client_error(
-    e: &hyper_util::client::legacy::Error,
+/// Maps a failure to open a connection (DNS, TCP, TLS) onto [`Error`]: a timeout is
+/// `Timeout { what: "connect" }`, anything else `TransportKind::Connect` (nothing was sent).
+pub(crate) fn map_connect_error(
+    e: &(dyn StdError + Send + Sync + 'static),
     connect_timeout: Duration,
 ) -> Error {
-    if e.is_connect() && has_io_kind(e, &[std::io::ErrorKind::TimedOut]) {
+    if has_io_kind(e, &[std::io::ErrorKind::TimedOut]) {
         return Error::Timeout {
             what: "connect",
             after: connect_timeout,
         };
     }
-    let kind = if e.is_connect() {
-        TransportKind::Connect
-    } else {
-        classify(e)
-    };
     Error::Transport {
-        kind,
+        kind: TransportKind::Connect,
+        message: format!("connect: {}", chain(e)),
+    }
+}
+
+/// Maps a failed HTTP handshake on a new connection onto [`Error`] (nothing was sent).
+pub(crate) fn map_handshake_error(e: &hyper::Error) -> Error {
+    Error::Transport {
+        kind: TransportKind::Connect,
+        message: format!("handshake: {}", chain(e)),
+    }
+}
+
+/// Maps an error while sending a request or reading the response head onto [`Error`].
+pub(crate) fn map_hyper_error(e: &hyper::Error) -> Error {
+    Error::Transport {
+        kind: classify(e),
         message: chain(e),
     }
 }
