@@ -10,15 +10,17 @@
 //! server's side of compression).
 //!
 //! After the criterion groups, a *paired* section runs the plain clients in alternation:
-//! for each concurrency, `PAIRED_ROUNDS` rounds of imggo-http, reqwest, wrk and a bare
-//! hyper-util legacy client for one second each, and prints each round's ratios and their
-//! median. On a shared machine the background load drifts over the minutes criterion
-//! needs; ratios taken within the same four seconds are much less exposed to that drift.
+//! for each concurrency, `PAIRED_ROUNDS` rounds of imggo-http, reqwest, wrk and two bare
+//! transports for one second each, and prints each round's ratios and their median. On a
+//! shared machine the background load drifts over the minutes criterion needs; ratios
+//! taken within the same few seconds are much less exposed to that drift.
 //!
-//! The bare client is the transport imggo-http is built on (hyper-util's pooled legacy
-//! client over plain HTTP) doing only `GET` + collect the body: no JSON, no retry layer,
-//! no timeouts, no header parsing. Its ratio to wrk is the ceiling of any client on that
-//! transport in this setup.
+//! The bare transports do only `GET` + collect the body: no JSON, no retry layer, no
+//! timeouts, no header parsing. *bare hyper conn* is hyper's connection primitive
+//! (`hyper::client::conn::http1`, one connection per task), which imggo-http's own pool
+//! is built on: its ratio to wrk is the ceiling of any client on hyper in this setup.
+//! *bare hyper-util* is hyper-util's pooled legacy client, the pool imggo-http used
+//! before it had its own.
 //!
 //! `cargo bench -p imggo-benches --bench http`; set `IMGGO_BENCH_WRK=0` to skip wrk
 //! (and with it the paired section).
@@ -184,14 +186,77 @@ async fn bare_get(client: Bare, url: http::Uri, auth: http::HeaderValue) {
     black_box(resp.into_body().collect().await.expect("body").to_bytes());
 }
 
+/// One task's own HTTP/1.1 connection made with hyper's connection primitive.
+type Conn = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+
+async fn conn_open(uri: &http::Uri) -> Conn {
+    let addr = format!(
+        "{}:{}",
+        uri.host().expect("host"),
+        uri.port_u16().expect("port")
+    );
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tcp.set_nodelay(true).expect("nodelay");
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    sender
+}
+
+/// Requests per second of `concurrency` tasks, each on its own connection, for `dur`.
+async fn conn_rate(
+    dur: Duration,
+    concurrency: usize,
+    uri: &http::Uri,
+    auth: &http::HeaderValue,
+) -> f64 {
+    let host = http::HeaderValue::try_from(uri.authority().expect("authority").as_str())
+        .expect("host header");
+    let path = uri.path_and_query().expect("path").clone();
+    let mut conns = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        conns.push(conn_open(uri).await);
+    }
+    let start = Instant::now();
+    let end = start + dur;
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .map(|mut sender| {
+            let (host, auth, path) = (host.clone(), auth.clone(), path.clone());
+            tokio::spawn(async move {
+                let mut done = 0u64;
+                while Instant::now() < end {
+                    sender.ready().await.expect("connection ready");
+                    let req = http::Request::get(http::Uri::from(path.clone()))
+                        .header(http::header::HOST, host.clone())
+                        .header(http::header::AUTHORIZATION, auth.clone())
+                        .body(Empty::new())
+                        .expect("request");
+                    let resp = sender.send_request(req).await.expect("send");
+                    assert!(resp.status().is_success());
+                    black_box(resp.into_body().collect().await.expect("body").to_bytes());
+                    done += 1;
+                }
+                done
+            })
+        })
+        .collect();
+    let mut done = 0;
+    for t in tasks {
+        done += t.await.expect("bench task");
+    }
+    done as f64 / start.elapsed().as_secs_f64()
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
 
-/// The paired section: imggo-http, reqwest, wrk and the bare transport (all plain) for one
-/// second each, in turn, `PAIRED_ROUNDS` times per concurrency; prints per-round and
-/// median ratios.
+/// The paired section: imggo-http, reqwest, wrk and the two bare transports (all plain)
+/// for one second each, in turn, `PAIRED_ROUNDS` times per concurrency; prints per-round
+/// and median ratios.
 fn paired(fx: &Fixture, url: &Arc<str>) {
     let dur = Duration::from_secs(1);
     let client = imggo_client(&fx.emu, false);
@@ -201,7 +266,8 @@ fn paired(fx: &Fixture, url: &Arc<str>) {
     // Built once, as imggo-http builds its own: the floor should not pay a format! per call.
     let auth = http::HeaderValue::try_from(format!("Bearer {KEY}")).expect("header value");
     for &n in &CONCURRENCY {
-        let (mut vs_wrk, mut vs_reqwest, mut bare_vs_wrk) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut vs_wrk, mut vs_reqwest) = (Vec::new(), Vec::new());
+        let (mut bare_vs_wrk, mut conn_vs_wrk) = (Vec::new(), Vec::new());
         for round in 1..=PAIRED_ROUNDS {
             let (c, id) = (client.clone(), fx.job_id.clone());
             let imggo = fx
@@ -222,23 +288,27 @@ fn paired(fx: &Fixture, url: &Arc<str>) {
             let floor = fx.rt.block_on(rate_for(dur, n, move || {
                 bare_get(b.clone(), u.clone(), a.clone())
             }));
+            let conn = fx.rt.block_on(conn_rate(dur, n, &uri, &auth));
             println!(
-                "paired c{n} round {round}: imggo-http {imggo:.0}, reqwest {reqwest:.0}, wrk {wrk:.0}, bare hyper-util {floor:.0} requests/s; imggo/wrk {:.0} %, imggo/reqwest {:.2}, bare/wrk {:.0} %",
+                "paired c{n} round {round}: imggo-http {imggo:.0}, reqwest {reqwest:.0}, wrk {wrk:.0}, bare hyper-util {floor:.0}, bare hyper conn {conn:.0} requests/s; imggo/wrk {:.0} %, imggo/reqwest {:.2}, bare hyper-util/wrk {:.0} %, bare hyper conn/wrk {:.0} %",
                 100.0 * imggo / wrk,
                 imggo / reqwest,
-                100.0 * floor / wrk
+                100.0 * floor / wrk,
+                100.0 * conn / wrk
             );
             vs_wrk.push(imggo / wrk);
             vs_reqwest.push(imggo / reqwest);
             bare_vs_wrk.push(floor / wrk);
+            conn_vs_wrk.push(conn / wrk);
         }
         if !vs_wrk.is_empty() {
             println!(
-                "paired c{n} median of {} rounds: imggo/wrk {:.0} %, imggo/reqwest {:.2}, bare hyper-util/wrk {:.0} %",
+                "paired c{n} median of {} rounds: imggo/wrk {:.0} %, imggo/reqwest {:.2}, bare hyper-util/wrk {:.0} %, bare hyper conn/wrk {:.0} %",
                 vs_wrk.len(),
                 100.0 * median(vs_wrk),
                 median(vs_reqwest),
-                100.0 * median(bare_vs_wrk)
+                100.0 * median(bare_vs_wrk),
+                100.0 * median(conn_vs_wrk)
             );
         }
     }
