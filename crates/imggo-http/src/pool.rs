@@ -224,7 +224,9 @@ impl Host {
                 return Ok(Conn::H2(sender));
             }
         }
-        self.connect().await
+        // Boxed: the handshake futures are large, and inline they would make every
+        // request's future (moved several times per call) kilobytes bigger.
+        Box::pin(self.connect()).await
     }
 
     /// Drops idle connections past the idle timeout (the oldest are first in the stack).
