@@ -11,9 +11,10 @@
 //!
 //! After the criterion groups, a *paired* section runs the plain clients in alternation:
 //! for each concurrency, `PAIRED_ROUNDS` rounds of imggo-http, reqwest, wrk and two bare
-//! transports for one second each, and prints each round's ratios and their median. On a
-//! shared machine the background load drifts over the minutes criterion needs; ratios
-//! taken within the same few seconds are much less exposed to that drift.
+//! transports for one second each, in an order that rotates every round, and prints each
+//! round's ratios and their median. On a shared machine the background load drifts over
+//! the minutes criterion needs; ratios taken within the same few seconds are much less
+//! exposed to that drift.
 //!
 //! The bare transports do only `GET` + collect the body: no JSON, no retry layer, no
 //! timeouts, no header parsing. *bare hyper conn* is hyper's connection primitive
@@ -31,7 +32,6 @@ use std::process::Command;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::{connect::HttpConnector, Client as HyperClient};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,7 +44,7 @@ use tokio::runtime::Runtime;
 const KEY: &str = "imggo_bench_key";
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
 /// Rounds of the paired section, per concurrency.
-const PAIRED_ROUNDS: usize = 5;
+const PAIRED_ROUNDS: usize = 7;
 
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -105,68 +105,78 @@ fn reqwest_client() -> reqwest::Client {
         .expect("reqwest client")
 }
 
-/// Runs `one` in a loop on each of `concurrency` tasks for as long as `more()` says so;
-/// returns how many calls completed.
-async fn looped<F, Fut, M>(concurrency: usize, one: F, more: M) -> u64
+/// Runs `one` in a loop on each of `concurrency` tasks while `more(task, calls done by
+/// it)` says so; returns how many calls completed. Each task owns a clone of `state`,
+/// which every call takes and hands back, and counts its own calls: the loop itself
+/// touches no shared counter or reference count per call (wrk does not either).
+async fn looped<S, F, Fut, M>(concurrency: usize, state: S, one: F, more: M) -> u64
 where
-    F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-    M: Fn() -> bool + Clone + Send + 'static,
+    S: Clone + Send + 'static,
+    F: Fn(S) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = S> + Send,
+    M: Fn(usize, u64) -> bool + Clone + Send + 'static,
 {
-    let done = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let (done, one, more) = (done.clone(), one.clone(), more.clone());
+        .map(|task| {
+            let (mut state, one, more) = (state.clone(), one.clone(), more.clone());
             tokio::spawn(async move {
-                while more() {
-                    one().await;
-                    done.fetch_add(1, Ordering::Relaxed);
+                let mut done = 0;
+                while more(task, done) {
+                    state = one(state).await;
+                    done += 1;
                 }
+                done
             })
         })
         .collect();
+    let mut done = 0;
     for t in tasks {
-        t.await.expect("bench task");
+        done += t.await.expect("bench task");
     }
-    done.load(Ordering::Relaxed)
+    done
 }
 
-/// `iters` requests spread over `concurrency` tasks pulling from one counter.
-async fn drive<F, Fut>(iters: u64, concurrency: usize, one: F) -> Duration
+/// `iters` requests spread evenly over `concurrency` tasks.
+async fn drive<S, F, Fut>(iters: u64, concurrency: usize, state: S, one: F) -> Duration
 where
-    F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
+    S: Clone + Send + 'static,
+    F: Fn(S) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = S> + Send,
 {
-    let next = Arc::new(AtomicU64::new(0));
+    let n = concurrency as u64;
+    let quota = move |task: usize| iters / n + u64::from((task as u64) < iters % n);
     let start = Instant::now();
-    looped(concurrency, one, move || {
-        next.fetch_add(1, Ordering::Relaxed) < iters
+    looped(concurrency, state, one, move |task, done| {
+        done < quota(task)
     })
     .await;
     start.elapsed()
 }
 
 /// Requests completed by `concurrency` tasks looping on `one` for `dur`, per second.
-async fn rate_for<F, Fut>(dur: Duration, concurrency: usize, one: F) -> f64
+async fn rate_for<S, F, Fut>(dur: Duration, concurrency: usize, state: S, one: F) -> f64
 where
-    F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
+    S: Clone + Send + 'static,
+    F: Fn(S) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = S> + Send,
 {
     let start = Instant::now();
     let end = start + dur;
-    let done = looped(concurrency, one, move || Instant::now() < end).await;
+    let done = looped(concurrency, state, one, move |_, _| Instant::now() < end).await;
     done as f64 / start.elapsed().as_secs_f64()
 }
 
-async fn imggo_get(client: Client, id: Arc<str>) {
-    black_box(client.get_job(&id).await.expect("get_job"));
+async fn imggo_get(s: (Client, Arc<str>)) -> (Client, Arc<str>) {
+    black_box(s.0.get_job(&s.1).await.expect("get_job"));
+    s
 }
 
-async fn reqwest_get(rq: reqwest::Client, url: Arc<str>) {
-    let resp = rq.get(&*url).bearer_auth(KEY).send().await.expect("send");
+async fn reqwest_get(s: (reqwest::Client, Arc<str>)) -> (reqwest::Client, Arc<str>) {
+    let resp = s.0.get(&*s.1).bearer_auth(KEY).send().await.expect("send");
     assert!(resp.status().is_success());
     let job: Envelope<Job> = resp.json().await.expect("json");
     black_box(job);
+    s
 }
 
 /// The bare transport: hyper-util's pooled legacy client over plain HTTP.
@@ -176,14 +186,17 @@ fn bare_client() -> Bare {
     HyperClient::builder(hyper_util::rt::TokioExecutor::new()).build_http()
 }
 
-async fn bare_get(client: Bare, url: http::Uri, auth: http::HeaderValue) {
-    let req = http::Request::get(url)
-        .header(http::header::AUTHORIZATION, auth)
+type BareState = (Bare, http::Uri, http::HeaderValue);
+
+async fn bare_get(s: BareState) -> BareState {
+    let req = http::Request::get(s.1.clone())
+        .header(http::header::AUTHORIZATION, s.2.clone())
         .body(Empty::new())
         .expect("request");
-    let resp = client.request(req).await.expect("send");
+    let resp = s.0.request(req).await.expect("send");
     assert!(resp.status().is_success());
     black_box(resp.into_body().collect().await.expect("body").to_bytes());
+    s
 }
 
 /// One task's own HTTP/1.1 connection made with hyper's connection primitive.
@@ -268,27 +281,36 @@ fn paired(fx: &Fixture, url: &Arc<str>) {
     for &n in &CONCURRENCY {
         let (mut vs_wrk, mut vs_reqwest) = (Vec::new(), Vec::new());
         let (mut bare_vs_wrk, mut conn_vs_wrk) = (Vec::new(), Vec::new());
-        for round in 1..=PAIRED_ROUNDS {
-            let (c, id) = (client.clone(), fx.job_id.clone());
-            let imggo = fx
-                .rt
-                .block_on(rate_for(dur, n, move || imggo_get(c.clone(), id.clone())));
-            let (r, u) = (rq.clone(), url.clone());
-            let reqwest = fx
-                .rt
-                .block_on(rate_for(dur, n, move || reqwest_get(r.clone(), u.clone())));
-            let wrk = match wrk(url, n, false, 1) {
-                Ok(rps) => rps,
-                Err(e) => {
-                    eprintln!("paired c{n} round {round}: {e}");
-                    continue;
-                }
-            };
-            let (b, u, a) = (bare.clone(), uri.clone(), auth.clone());
-            let floor = fx.rt.block_on(rate_for(dur, n, move || {
-                bare_get(b.clone(), u.clone(), a.clone())
-            }));
-            let conn = fx.rt.block_on(conn_rate(dur, n, &uri, &auth));
+        'rounds: for round in 1..=PAIRED_ROUNDS {
+            // [imggo-http, reqwest, wrk, bare hyper-util, bare hyper conn], run in an order
+            // that rotates every round, so that none is always first after a switch.
+            let mut rates = [0.0f64; 5];
+            for k in 0..rates.len() {
+                let which = (k + round) % rates.len();
+                rates[which] = match which {
+                    0 => {
+                        let state = (client.clone(), fx.job_id.clone());
+                        fx.rt.block_on(rate_for(dur, n, state, imggo_get))
+                    }
+                    1 => {
+                        let state = (rq.clone(), url.clone());
+                        fx.rt.block_on(rate_for(dur, n, state, reqwest_get))
+                    }
+                    2 => match wrk(url, n, false, 1) {
+                        Ok(rps) => rps,
+                        Err(e) => {
+                            eprintln!("paired c{n} round {round}: {e}");
+                            continue 'rounds;
+                        }
+                    },
+                    3 => {
+                        let state = (bare.clone(), uri.clone(), auth.clone());
+                        fx.rt.block_on(rate_for(dur, n, state, bare_get))
+                    }
+                    _ => fx.rt.block_on(conn_rate(dur, n, &uri, &auth)),
+                };
+            }
+            let [imggo, reqwest, wrk, floor, conn] = rates;
             println!(
                 "paired c{n} round {round}: imggo-http {imggo:.0}, reqwest {reqwest:.0}, wrk {wrk:.0}, bare hyper-util {floor:.0}, bare hyper conn {conn:.0} requests/s; imggo/wrk {:.0} %, imggo/reqwest {:.2}, bare hyper-util/wrk {:.0} %, bare hyper conn/wrk {:.0} %",
                 100.0 * imggo / wrk,
@@ -330,10 +352,8 @@ fn get_job(c: &mut Criterion) {
             let id = fx.job_id.clone();
             group.bench_function(BenchmarkId::new(name, n), |b| {
                 b.iter_custom(|iters| {
-                    let (client, id) = (client.clone(), id.clone());
-                    fx.rt.block_on(drive(iters, n, move || {
-                        imggo_get(client.clone(), id.clone())
-                    }))
+                    let state = (client.clone(), id.clone());
+                    fx.rt.block_on(drive(iters, n, state, imggo_get))
                 })
             });
         }
@@ -342,9 +362,8 @@ fn get_job(c: &mut Criterion) {
         let u = url.clone();
         group.bench_function(BenchmarkId::new("reqwest", n), |b| {
             b.iter_custom(|iters| {
-                let (rq, u) = (rq.clone(), u.clone());
-                fx.rt
-                    .block_on(drive(iters, n, move || reqwest_get(rq.clone(), u.clone())))
+                let state = (rq.clone(), u.clone());
+                fx.rt.block_on(drive(iters, n, state, reqwest_get))
             })
         });
         group.finish();
