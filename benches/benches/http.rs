@@ -105,20 +105,22 @@ fn reqwest_client() -> reqwest::Client {
         .expect("reqwest client")
 }
 
-/// Runs `one` in a loop on each of `concurrency` tasks while `more(task, calls done by
-/// it)` says so; returns how many calls completed. Each task owns a clone of `state`,
-/// which every call takes and hands back, and counts its own calls: the loop itself
-/// touches no shared counter or reference count per call (wrk does not either).
-async fn looped<S, F, Fut, M>(concurrency: usize, state: S, one: F, more: M) -> u64
+/// Runs `one` in a loop on one task per element of `states` while `more(task, calls done
+/// by it)` says so; returns how many calls completed. Each task owns its state, which
+/// every call takes and hands back, and counts its own calls: the loop itself touches no
+/// shared counter or reference count per call (wrk does not either).
+async fn looped<S, F, Fut, M>(states: Vec<S>, one: F, more: M) -> u64
 where
-    S: Clone + Send + 'static,
+    S: Send + 'static,
     F: Fn(S) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = S> + Send,
     M: Fn(usize, u64) -> bool + Clone + Send + 'static,
 {
-    let tasks: Vec<_> = (0..concurrency)
-        .map(|task| {
-            let (mut state, one, more) = (state.clone(), one.clone(), more.clone());
+    let tasks: Vec<_> = states
+        .into_iter()
+        .enumerate()
+        .map(|(task, mut state)| {
+            let (one, more) = (one.clone(), more.clone());
             tokio::spawn(async move {
                 let mut done = 0;
                 while more(task, done) {
@@ -136,7 +138,7 @@ where
     done
 }
 
-/// `iters` requests spread evenly over `concurrency` tasks.
+/// `iters` requests spread evenly over `concurrency` tasks, each with a clone of `state`.
 async fn drive<S, F, Fut>(iters: u64, concurrency: usize, state: S, one: F) -> Duration
 where
     S: Clone + Send + 'static,
@@ -146,23 +148,23 @@ where
     let n = concurrency as u64;
     let quota = move |task: usize| iters / n + u64::from((task as u64) < iters % n);
     let start = Instant::now();
-    looped(concurrency, state, one, move |task, done| {
+    looped(vec![state; concurrency], one, move |task, done| {
         done < quota(task)
     })
     .await;
     start.elapsed()
 }
 
-/// Requests completed by `concurrency` tasks looping on `one` for `dur`, per second.
-async fn rate_for<S, F, Fut>(dur: Duration, concurrency: usize, state: S, one: F) -> f64
+/// Requests per second of one task per element of `states` looping on `one` for `dur`.
+async fn rate_for<S, F, Fut>(dur: Duration, states: Vec<S>, one: F) -> f64
 where
-    S: Clone + Send + 'static,
+    S: Send + 'static,
     F: Fn(S) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = S> + Send,
 {
     let start = Instant::now();
     let end = start + dur;
-    let done = looped(concurrency, state, one, move |_, _| Instant::now() < end).await;
+    let done = looped(states, one, move |_, _| Instant::now() < end).await;
     done as f64 / start.elapsed().as_secs_f64()
 }
 
@@ -217,49 +219,46 @@ async fn conn_open(uri: &http::Uri) -> Conn {
     sender
 }
 
-/// Requests per second of `concurrency` tasks, each on its own connection, for `dur`.
-async fn conn_rate(
-    dur: Duration,
+/// One task's connection and what its requests carry: `Host`, `Authorization`, the path.
+type ConnState = (
+    Conn,
+    http::HeaderValue,
+    http::HeaderValue,
+    http::uri::PathAndQuery,
+);
+
+async fn conn_get(mut s: ConnState) -> ConnState {
+    s.0.ready().await.expect("connection ready");
+    let req = http::Request::get(http::Uri::from(s.3.clone()))
+        .header(http::header::HOST, s.1.clone())
+        .header(http::header::AUTHORIZATION, s.2.clone())
+        .body(Empty::new())
+        .expect("request");
+    let resp = s.0.send_request(req).await.expect("send");
+    assert!(resp.status().is_success());
+    black_box(resp.into_body().collect().await.expect("body").to_bytes());
+    s
+}
+
+/// `concurrency` connections of their own, opened before the clock starts.
+async fn conn_states(
     concurrency: usize,
     uri: &http::Uri,
     auth: &http::HeaderValue,
-) -> f64 {
+) -> Vec<ConnState> {
     let host = http::HeaderValue::try_from(uri.authority().expect("authority").as_str())
         .expect("host header");
     let path = uri.path_and_query().expect("path").clone();
-    let mut conns = Vec::with_capacity(concurrency);
+    let mut states = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
-        conns.push(conn_open(uri).await);
+        states.push((
+            conn_open(uri).await,
+            host.clone(),
+            auth.clone(),
+            path.clone(),
+        ));
     }
-    let start = Instant::now();
-    let end = start + dur;
-    let tasks: Vec<_> = conns
-        .into_iter()
-        .map(|mut sender| {
-            let (host, auth, path) = (host.clone(), auth.clone(), path.clone());
-            tokio::spawn(async move {
-                let mut done = 0u64;
-                while Instant::now() < end {
-                    sender.ready().await.expect("connection ready");
-                    let req = http::Request::get(http::Uri::from(path.clone()))
-                        .header(http::header::HOST, host.clone())
-                        .header(http::header::AUTHORIZATION, auth.clone())
-                        .body(Empty::new())
-                        .expect("request");
-                    let resp = sender.send_request(req).await.expect("send");
-                    assert!(resp.status().is_success());
-                    black_box(resp.into_body().collect().await.expect("body").to_bytes());
-                    done += 1;
-                }
-                done
-            })
-        })
-        .collect();
-    let mut done = 0;
-    for t in tasks {
-        done += t.await.expect("bench task");
-    }
-    done as f64 / start.elapsed().as_secs_f64()
+    states
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -290,11 +289,11 @@ fn paired(fx: &Fixture, url: &Arc<str>) {
                 rates[which] = match which {
                     0 => {
                         let state = (client.clone(), fx.job_id.clone());
-                        fx.rt.block_on(rate_for(dur, n, state, imggo_get))
+                        fx.rt.block_on(rate_for(dur, vec![state; n], imggo_get))
                     }
                     1 => {
                         let state = (rq.clone(), url.clone());
-                        fx.rt.block_on(rate_for(dur, n, state, reqwest_get))
+                        fx.rt.block_on(rate_for(dur, vec![state; n], reqwest_get))
                     }
                     2 => match wrk(url, n, false, 1) {
                         Ok(rps) => rps,
@@ -305,9 +304,12 @@ fn paired(fx: &Fixture, url: &Arc<str>) {
                     },
                     3 => {
                         let state = (bare.clone(), uri.clone(), auth.clone());
-                        fx.rt.block_on(rate_for(dur, n, state, bare_get))
+                        fx.rt.block_on(rate_for(dur, vec![state; n], bare_get))
                     }
-                    _ => fx.rt.block_on(conn_rate(dur, n, &uri, &auth)),
+                    _ => fx.rt.block_on(async {
+                        let states = conn_states(n, &uri, &auth).await;
+                        rate_for(dur, states, conn_get).await
+                    }),
                 };
             }
             let [imggo, reqwest, wrk, floor, conn] = rates;
