@@ -121,7 +121,8 @@ pub(crate) struct Host {
     host_header: HeaderValue,
     /// Idle HTTP/1.1 connections, the most recently used last.
     idle: Mutex<Vec<Idle>>,
-    h2: Mutex<Option<http2::SendRequest<Body>>>,
+    /// The HTTP/2 connection, when the host speaks it, and when it last took a request.
+    h2: Mutex<Option<(http2::SendRequest<Body>, Instant)>>,
     /// Whether the background sweep of idle connections runs.
     sweeping: AtomicBool,
 }
@@ -218,7 +219,7 @@ impl Host {
                 });
             }
         }
-        let shared = lock(&self.h2).as_ref().filter(|s| !s.is_closed()).cloned();
+        let shared = self.shared_h2(Instant::now());
         if let Some(mut sender) = shared {
             if poll_fn(|cx| sender.poll_ready(cx)).await.is_ok() {
                 return Ok(Conn::H2(sender));
@@ -227,6 +228,27 @@ impl Host {
         // Boxed: the handshake futures are large, and inline they would make every
         // request's future (moved several times per call) kilobytes bigger.
         Box::pin(self.connect()).await
+    }
+
+    /// A clone of the HTTP/2 connection if it is open and was used within the idle timeout
+    /// (then marked used at `now`); an expired one is let go.
+    fn shared_h2(&self, now: Instant) -> Option<http2::SendRequest<Body>> {
+        let mut h2 = lock(&self.h2);
+        self.expire_h2(&mut h2, now);
+        let (sender, last_used) = h2.as_mut()?;
+        *last_used = now;
+        Some(sender.clone())
+    }
+
+    /// Lets go of the HTTP/2 connection when it is closed or idle past the timeout; it
+    /// closes once the requests still running on it end.
+    fn expire_h2(&self, h2: &mut Option<(http2::SendRequest<Body>, Instant)>, now: Instant) {
+        if h2.as_ref().is_some_and(|(sender, last_used)| {
+            sender.is_closed()
+                || now.saturating_duration_since(*last_used) >= self.settings.idle_timeout
+        }) {
+            *h2 = None;
+        }
     }
 
     /// Drops idle connections past the idle timeout (the oldest are first in the stack).
@@ -259,7 +281,7 @@ impl Host {
             tokio::spawn(async move {
                 let _ = conn.await;
             });
-            *lock(&self.h2) = Some(sender.clone());
+            *lock(&self.h2) = Some((sender.clone(), Instant::now()));
             Ok(Conn::H2(sender))
         } else {
             let (sender, conn) = http1::handshake(io)
@@ -307,8 +329,9 @@ impl Host {
             loop {
                 tokio::time::sleep(every).await;
                 let Some(host) = me.upgrade() else { return };
-                let mut idle = lock(&host.idle);
-                host.prune(&mut idle, Instant::now());
+                let now = Instant::now();
+                host.prune(&mut lock(&host.idle), now);
+                host.expire_h2(&mut lock(&host.h2), now);
             }
         });
     }

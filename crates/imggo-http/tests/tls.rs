@@ -1,5 +1,5 @@
 //! HTTPS through the pool, against a local rustls server: HTTP/2 when ALPN offers it (one
-//! multiplexed connection), HTTP/1.1 keep-alive when it does not, and an untrusted
+//! multiplexed connection, let go when idle past the timeout), HTTP/1.1 keep-alive when it does not, and an untrusted
 //! certificate refused.
 //!
 //! `tests/tls/` holds a test CA and a certificate for 127.0.0.1 / localhost signed by it
@@ -11,6 +11,7 @@ use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -128,6 +129,22 @@ async fn https_with_http2_and_http1_and_an_untrusted_certificate() {
             assert_eq!((*version, path.as_str()), (Version::HTTP_2, "/api/_health"));
         }
     }
+
+    // Past the idle timeout the HTTP/2 connection is let go and a new one is made.
+    let (port, seen) = server(&[b"h2"]).await;
+    let c = Client::builder()
+        .base_url(format!("https://127.0.0.1:{port}/api"))
+        .api_key("imggo_tls_test_key")
+        .tls_roots(TlsRoots::Native)
+        .pool_idle_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    c.health().await.unwrap();
+    c.health().await.unwrap();
+    assert_eq!(seen.connections.load(Ordering::SeqCst), 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.health().await.unwrap();
+    assert_eq!(seen.connections.load(Ordering::SeqCst), 2);
 
     // HTTP/1.1 when the server offers nothing else: keep-alive, origin-form, Host.
     let (port, seen) = server(&[b"http/1.1"]).await;
