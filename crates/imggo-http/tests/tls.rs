@@ -5,7 +5,7 @@
 //! `tests/tls/` holds a test CA and a certificate for 127.0.0.1 / localhost signed by it
 //! (P-256, valid until 2126), made with openssl. The client trusts the CA through
 //! `TlsRoots::Native`, which reads `SSL_CERT_FILE`; everything runs in one test so that the
-//! variable is set before any client reads it.
+//! variable is set before any client (or any other thread) reads it.
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -104,10 +104,19 @@ fn client(port: u16, roots: TlsRoots) -> Client {
         .expect("client")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn https_with_http2_and_http1_and_an_untrusted_certificate() {
+#[test]
+fn https_with_http2_and_http1_and_an_untrusted_certificate() {
+    // Set before the runtime starts any thread that could read the environment.
     std::env::set_var("SSL_CERT_FILE", tls_file("ca.pem"));
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(https_checks());
+}
 
+async fn https_checks() {
     // HTTP/2 through ALPN: after the first call, 20 concurrent calls share its connection.
     let (port, seen) = server(&[b"h2", b"http/1.1"]).await;
     let c = client(port, TlsRoots::Native);
