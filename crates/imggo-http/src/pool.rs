@@ -5,8 +5,9 @@
 //! TLS negotiates HTTP/2 through ALPN, one shared multiplexed connection. A client resolves
 //! its base URL to a [`Host`] once, so a request costs one short lock to take a connection
 //! and one to give it back: no per-request key hashing, connector clone or host formatting.
-//! hyper-util's legacy pooled client did all three; on `get_job` against the emulator it
-//! cost half again as much client CPU per request as a bare hyper connection (see the README).
+//! hyper-util's legacy pooled client did all three; doing nothing but `GET` against the
+//! emulator it cost 12.3–14.9 µs of client CPU per request, a bare hyper connection
+//! 9.1–10.3 µs (see the README).
 //!
 //! A connection goes back to the stack only after its response body has been read to the
 //! end; a lease dropped earlier (an error, a timeout, a cancelled call) closes it. Idle
