@@ -26,7 +26,8 @@ impl Client {
                 reason: "must have at least 16 characters".into(),
             });
         }
-        let call = Call::new(Method::POST, self.url("/webhooks")).json(json_body("webhook", body)?);
+        let call = Call::new(Method::POST, self.request_path("/webhooks"))
+            .json(json_body("webhook", body)?);
         let reply = self.execute(call).await?;
         decode(&reply.body, "created webhook")
     }
@@ -34,15 +35,15 @@ impl Client {
     /// `GET /api/webhooks`.
     pub async fn list_webhooks(&self) -> Result<Vec<Webhook>, Error> {
         let reply = self
-            .execute(Call::new(Method::GET, self.url("/webhooks")))
+            .execute(Call::new(Method::GET, self.request_path("/webhooks")))
             .await?;
         decode(&reply.body, "webhook list")
     }
 
     /// `DELETE /api/webhooks/{id}`.
     pub async fn delete_webhook(&self, id: &str) -> Result<MessageResponse, Error> {
-        let url = self.item_url("/webhooks", "webhook id", id)?;
-        let reply = self.execute(Call::new(Method::DELETE, url)).await?;
+        let path = self.item_path("/webhooks", "webhook id", id)?;
+        let reply = self.execute(Call::new(Method::DELETE, path)).await?;
         decode(&reply.body, "webhook deletion")
     }
 
@@ -50,7 +51,7 @@ impl Client {
     /// limits.
     pub async fn usage(&self) -> Result<Usage, Error> {
         let reply = self
-            .execute(Call::new(Method::GET, self.url("/user/usage")))
+            .execute(Call::new(Method::GET, self.request_path("/user/usage")))
             .await?;
         decode(&reply.body, "usage")
     }
@@ -58,7 +59,7 @@ impl Client {
     /// `GET /api/_health`, one attempt. A 503 with a health body is an answer (status
     /// `degraded` or `unhealthy`), not an error.
     pub async fn health(&self) -> Result<Health, Error> {
-        let mut call = Call::new(Method::GET, self.url("/_health"));
+        let mut call = Call::new(Method::GET, self.request_path("/_health"));
         call.retry = RetryMode::Never;
         call.also_ok = Some(503);
         let reply = self.execute(call).await?;

@@ -223,7 +223,7 @@ impl Client {
     }
 
     /// The request path of `path` under the base URL (`/jobs` → `/api/jobs`).
-    pub(crate) fn url(&self, path: &str) -> String {
+    pub(crate) fn request_path(&self, path: &str) -> String {
         let base = &self.base.path;
         let mut s = String::with_capacity(base.len() + path.len());
         s.push_str(base);
@@ -233,7 +233,12 @@ impl Client {
 
     /// The request path `{base path}{collection}/{id}` with `id` percent-encoded, in one
     /// allocation; `what` names the id in the error when it is empty.
-    pub(crate) fn item_url(&self, collection: &str, what: &str, id: &str) -> Result<String, Error> {
+    pub(crate) fn item_path(
+        &self,
+        collection: &str,
+        what: &str,
+        id: &str,
+    ) -> Result<String, Error> {
         let base = &self.base.path;
         let mut s = String::with_capacity(base.len() + collection.len() + 1 + id.len());
         s.push_str(base);

@@ -99,7 +99,7 @@ impl Client {
             .file("image", &file_name, format.mime(), &image)
             .finish();
 
-        let mut call = Call::new(Method::POST, self.url(&path));
+        let mut call = Call::new(Method::POST, self.request_path(&path));
         call.body = Some((form.body, &form.content_type));
         call.idempotency_key = Some(key.as_str());
         call.retry = RetryMode::Idempotent;
@@ -146,7 +146,7 @@ impl Client {
             reason: e.to_string(),
         })?;
 
-        let mut call = Call::new(Method::POST, self.url(&path)).json(body.into());
+        let mut call = Call::new(Method::POST, self.request_path(&path)).json(body.into());
         call.idempotency_key = Some(key.as_str());
         call.retry = RetryMode::Idempotent;
         self.accept(call, key.clone()).await

@@ -99,8 +99,8 @@ pub struct FormattedResult {
 impl Client {
     /// `GET /api/jobs/{id}`: the job in either status dialect.
     pub async fn get_job(&self, id: &str) -> Result<Job, Error> {
-        let url = self.item_url("/jobs", "job id", id)?;
-        let reply = self.execute(Call::new(Method::GET, url)).await?;
+        let path = self.item_path("/jobs", "job id", id)?;
+        let reply = self.execute(Call::new(Method::GET, path)).await?;
         decode(&reply.body, "job")
     }
 
@@ -111,12 +111,12 @@ impl Client {
         id: &str,
         format: ResultFormat,
     ) -> Result<FormattedResult, Error> {
-        let url = self.url(&format!(
+        let path = self.request_path(&format!(
             "/jobs/{}?format={}",
             segment("job id", id)?,
             format.as_str()
         ));
-        let reply = self.execute(Call::new(Method::GET, url)).await?;
+        let reply = self.execute(Call::new(Method::GET, path)).await?;
         let body = String::from_utf8(reply.body.to_vec()).map_err(|e| Error::Decode {
             what: format!("job {id} as {}", format.as_str()),
             message: e.to_string(),

@@ -27,7 +27,7 @@ impl Client {
             format!("/patterns?{q}")
         };
         let reply = self
-            .execute(Call::new(Method::GET, self.url(&path)))
+            .execute(Call::new(Method::GET, self.request_path(&path)))
             .await?;
         decode(&reply.body, "pattern list")
     }
@@ -78,23 +78,24 @@ impl Client {
 
     /// `GET /api/patterns/{id}`.
     pub async fn get_pattern(&self, id: &str) -> Result<Pattern, Error> {
-        let url = self.item_url("/patterns", "pattern id", id)?;
-        let reply = self.execute(Call::new(Method::GET, url)).await?;
+        let path = self.item_path("/patterns", "pattern id", id)?;
+        let reply = self.execute(Call::new(Method::GET, path)).await?;
         decode(&reply.body, "pattern")
     }
 
     /// `POST /api/patterns`. Not retried after the request may have reached the server
     /// (it would create a second pattern); connection refusals and 429s are retried.
     pub async fn create_pattern(&self, body: &CreatePattern) -> Result<Pattern, Error> {
-        let call = Call::new(Method::POST, self.url("/patterns")).json(json_body("pattern", body)?);
+        let call = Call::new(Method::POST, self.request_path("/patterns"))
+            .json(json_body("pattern", body)?);
         let reply = self.execute(call).await?;
         decode(&reply.body, "created pattern")
     }
 
     /// `PATCH /api/patterns/{id}`: only the fields that are set change.
     pub async fn update_pattern(&self, id: &str, body: &UpdatePattern) -> Result<Pattern, Error> {
-        let url = self.item_url("/patterns", "pattern id", id)?;
-        let call = Call::new(Method::PATCH, url).json(json_body("pattern update", body)?);
+        let path = self.item_path("/patterns", "pattern id", id)?;
+        let call = Call::new(Method::PATCH, path).json(json_body("pattern update", body)?);
         let reply = self.execute(call).await?;
         decode(&reply.body, "updated pattern")
     }
@@ -102,8 +103,8 @@ impl Client {
     /// `DELETE /api/patterns/{id}` (the real service may answer 403: deletion is
     /// dashboard-only there).
     pub async fn delete_pattern(&self, id: &str) -> Result<MessageResponse, Error> {
-        let url = self.item_url("/patterns", "pattern id", id)?;
-        let reply = self.execute(Call::new(Method::DELETE, url)).await?;
+        let path = self.item_path("/patterns", "pattern id", id)?;
+        let reply = self.execute(Call::new(Method::DELETE, path)).await?;
         decode(&reply.body, "pattern deletion")
     }
 }

@@ -91,16 +91,14 @@ impl Pool {
         };
         let host_header = HeaderValue::try_from(host_header).map_err(|_| bad("bad host"))?;
         let origin = Uri::builder()
-            .scheme(scheme.clone())
-            .authority(authority.clone())
+            .scheme(scheme)
+            .authority(authority)
             .path_and_query("/")
             .build()
             .map_err(|e| bad(&e.to_string()))?;
         let host = Arc::new(Host {
             settings: self.settings.clone(),
             origin,
-            scheme,
-            authority,
             host_header,
             idle: Mutex::new(Vec::new()),
             h2: Mutex::new(None),
@@ -114,10 +112,8 @@ impl Pool {
 /// One scheme + authority: its idle connections and its HTTP/2 connection, if any.
 pub(crate) struct Host {
     settings: Arc<Settings>,
-    /// `scheme://authority/`, what the connector dials.
+    /// `scheme://authority/`, what the connector dials and what HTTP/2 requests name.
     origin: Uri,
-    scheme: Scheme,
-    authority: http::uri::Authority,
     /// `Host` of HTTP/1.1 requests (the port only when it is not the scheme's default).
     host_header: HeaderValue,
     /// Idle HTTP/1.1 connections, the most recently used last.
@@ -305,15 +301,12 @@ impl Host {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        *req.uri_mut() = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path)
-            .build()
-            .map_err(|e| Error::InvalidInput {
-                input: format!("URL path {:?}", req.uri()),
-                reason: e.to_string(),
-            })?;
+        let mut parts = self.origin.clone().into_parts();
+        parts.path_and_query = Some(path);
+        *req.uri_mut() = Uri::from_parts(parts).map_err(|e| Error::InvalidInput {
+            input: format!("URL path {:?}", req.uri()),
+            reason: e.to_string(),
+        })?;
         req.headers_mut().remove(http::header::HOST);
         Ok(())
     }
