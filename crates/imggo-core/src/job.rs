@@ -9,6 +9,8 @@ use serde_json::{Map, Value};
 
 use crate::error::ErrorCode;
 
+mod compact;
+
 /// The state of a job.
 ///
 /// The server says `queued | running | succeeded | failed`; the prose docs say
@@ -174,7 +176,7 @@ impl<'de> Deserialize<'de> for Manifest {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = Box::<RawValue>::deserialize(d)?;
         if simple_object(raw.get()) {
-            return Ok(Self::Json(JsonManifest(raw)));
+            return Ok(Self::Json(JsonManifest(raw.into())));
         }
         // A string, an array, a `_raw` body, an escaped key that might spell `_raw`, or
         // nesting near serde_json's limit: decode the tree and decide as `from_value` does.
@@ -241,12 +243,12 @@ fn simple_object(text: &str) -> bool {
 /// copies it, and the object is parsed when someone asks for it ([`JsonManifest::to_map`],
 /// [`JsonManifest::parse`]). Serialising writes the text back unchanged.
 #[derive(Clone)]
-pub struct JsonManifest(Box<RawValue>);
+pub struct JsonManifest(Box<str>);
 
 impl JsonManifest {
     /// The object's JSON text (as received, or as serde_json wrote a map).
     pub fn as_str(&self) -> &str {
-        self.0.get()
+        &self.0
     }
 
     /// Parses the object into a map.
@@ -267,16 +269,28 @@ impl JsonManifest {
     }
 }
 
+impl JsonManifest {
+    /// Wraps the text of a JSON object that was already checked: valid, no `_raw` key,
+    /// nesting within [`MAX_FAST_DEPTH`].
+    fn from_checked(text: &str) -> Self {
+        Self(text.into())
+    }
+}
+
 impl Default for JsonManifest {
     /// The empty object `{}` (a valid success).
     fn default() -> Self {
-        Self(RawValue::from_string("{}".to_owned()).expect("{} is JSON"))
+        Self("{}".into())
     }
 }
 
 impl From<Map<String, Value>> for JsonManifest {
     fn from(m: Map<String, Value>) -> Self {
-        Self(serde_json::value::to_raw_value(&m).expect("a JSON map always serialises"))
+        Self(
+            serde_json::to_string(&m)
+                .expect("a JSON map always serialises")
+                .into_boxed_str(),
+        )
     }
 }
 
@@ -295,7 +309,9 @@ impl fmt::Debug for JsonManifest {
 
 impl Serialize for JsonManifest {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(s)
+        // Written as raw JSON: borrowing it as a `RawValue` checks it without copying.
+        let raw: &RawValue = serde_json::from_str(&self.0).map_err(serde::ser::Error::custom)?;
+        raw.serialize(s)
     }
 }
 
