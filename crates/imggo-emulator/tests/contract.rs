@@ -230,6 +230,14 @@ async fn multipart_ingest_runs_a_job_with_the_image_facts() {
     let v = wait_terminal(&api, &env.data.job_id, Duration::from_secs(5)).await;
     let job: Envelope<Job> = serde_json::from_value(v).unwrap();
     assert_eq!(job.data.status, JobStatus::Succeeded);
+    // The answer has the plain shape that clients read without serde.
+    let raw = api.get(&format!("/jobs/{}", env.data.job_id)).await;
+    let text = std::str::from_utf8(&raw.body).unwrap();
+    assert_eq!(
+        Job::from_compact_json(text).as_ref(),
+        Some(&job.data),
+        "{text}"
+    );
     let manifest = job.data.manifest.unwrap().to_value();
     let info = imggo_optimize::probe(&img).unwrap();
     let facts = &manifest["_emulator"];
