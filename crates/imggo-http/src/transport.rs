@@ -196,6 +196,19 @@ pub(crate) fn segment(what: &str, id: &str) -> Result<String, Error> {
     Ok(out)
 }
 
+/// RFC 3986 unreserved bytes (`A-Z a-z 0-9 - _ . ~`), which a path segment keeps as they
+/// are: a table, because every call checks every byte of its id.
+const UNRESERVED: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'~');
+        b += 1;
+    }
+    t
+};
+
 /// Appends `id` to `out` as one percent-encoded path segment; `what` names it in the
 /// error for an empty id.
 pub(crate) fn push_segment(out: &mut String, what: &str, id: &str) -> Result<(), Error> {
@@ -205,7 +218,7 @@ pub(crate) fn push_segment(out: &mut String, what: &str, id: &str) -> Result<(),
             reason: "is empty".into(),
         });
     }
-    let unreserved = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~');
+    let unreserved = |b: u8| UNRESERVED[usize::from(b)];
     if id.bytes().all(unreserved) {
         // The usual id (a UUID): nothing to escape.
         out.push_str(id);
