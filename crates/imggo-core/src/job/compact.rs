@@ -87,63 +87,73 @@ fn envelope(c: &mut Cursor<'_>, first: &str) -> Option<Job> {
     }
 }
 
-/// The fields of a job, one bit each in the set of keys [`fields`] has seen (an alias
-/// shares its field's bit).
-const ID: u16 = 1;
-const PATTERN_ID: u16 = 1 << 1;
-const IMAGE_URL: u16 = 1 << 2;
-const STATUS: u16 = 1 << 3;
-const MANIFEST: u16 = 1 << 4;
-const ERROR: u16 = 1 << 5;
-const LATENCY: u16 = 1 << 6;
-const CREATED: u16 = 1 << 7;
-const UPDATED: u16 = 1 << 8;
-const STARTED: u16 = 1 << 9;
-const COMPLETED: u16 = 1 << 10;
-const IDEMPOTENCY: u16 = 1 << 11;
-const REQUESTED_BY: u16 = 1 << 12;
-const EXTRAS: u16 = 1 << 13;
+/// The fields of a job, in the order the server writes them.
+#[derive(Clone, Copy)]
+enum Field {
+    Id,
+    PatternId,
+    ImageUrl,
+    Status,
+    Manifest,
+    Error,
+    Latency,
+    CreatedAt,
+    UpdatedAt,
+    StartedAt,
+    CompletedAt,
+    IdempotencyKey,
+    RequestedBy,
+    Extras,
+}
 
-/// The server's keys in the order it writes them, with their quotes and colon: the
+impl Field {
+    /// Its bit in the set of fields [`fields`] has seen (an alias shares it).
+    fn bit(self) -> u16 {
+        1 << self as u16
+    }
+}
+
+/// The server's key of each [`Field`], in the same order, with quotes and colon: the
 /// next expected one is matched in one comparison instead of being read as a string.
-const ORDER: [(&[u8], u16); 14] = [
-    (b"\"id\":", ID),
-    (b"\"pattern_id\":", PATTERN_ID),
-    (b"\"image_url\":", IMAGE_URL),
-    (b"\"status\":", STATUS),
-    (b"\"manifest\":", MANIFEST),
-    (b"\"error\":", ERROR),
-    (b"\"latency_ms\":", LATENCY),
-    (b"\"created_at\":", CREATED),
-    (b"\"updated_at\":", UPDATED),
-    (b"\"started_at\":", STARTED),
-    (b"\"completed_at\":", COMPLETED),
-    (b"\"idempotency_key\":", IDEMPOTENCY),
-    (b"\"requested_by\":", REQUESTED_BY),
-    (b"\"extras\":", EXTRAS),
+const KEYS: [(&[u8], Field); 14] = [
+    (b"\"id\":", Field::Id),
+    (b"\"pattern_id\":", Field::PatternId),
+    (b"\"image_url\":", Field::ImageUrl),
+    (b"\"status\":", Field::Status),
+    (b"\"manifest\":", Field::Manifest),
+    (b"\"error\":", Field::Error),
+    (b"\"latency_ms\":", Field::Latency),
+    (b"\"created_at\":", Field::CreatedAt),
+    (b"\"updated_at\":", Field::UpdatedAt),
+    (b"\"started_at\":", Field::StartedAt),
+    (b"\"completed_at\":", Field::CompletedAt),
+    (b"\"idempotency_key\":", Field::IdempotencyKey),
+    (b"\"requested_by\":", Field::RequestedBy),
+    (b"\"extras\":", Field::Extras),
 ];
 
-/// The field bit of a job key (0 for a key serde ignores); `None` gives up.
-fn field_bit(key: &str, bare: bool) -> Option<u16> {
-    Some(match key {
-        "id" | "job_id" => ID,
-        "pattern_id" => PATTERN_ID,
-        "image_url" => IMAGE_URL,
-        "status" => STATUS,
-        "manifest" | "result" => MANIFEST,
-        "error" => ERROR,
-        "latency_ms" | "processing_time_ms" => LATENCY,
-        "created_at" => CREATED,
-        "updated_at" => UPDATED,
-        "started_at" => STARTED,
-        "completed_at" => COMPLETED,
-        "idempotency_key" => IDEMPOTENCY,
-        "requested_by" => REQUESTED_BY,
-        "extras" => EXTRAS,
+/// The field a job key names, in either dialect: `Some(None)` for a key serde ignores,
+/// `None` to give up.
+fn field_of(key: &str, bare: bool) -> Option<Option<Field>> {
+    Some(Some(match key {
+        "id" | "job_id" => Field::Id,
+        "pattern_id" => Field::PatternId,
+        "image_url" => Field::ImageUrl,
+        "status" => Field::Status,
+        "manifest" | "result" => Field::Manifest,
+        "error" => Field::Error,
+        "latency_ms" | "processing_time_ms" => Field::Latency,
+        "created_at" => Field::CreatedAt,
+        "updated_at" => Field::UpdatedAt,
+        "started_at" => Field::StartedAt,
+        "completed_at" => Field::CompletedAt,
+        "idempotency_key" => Field::IdempotencyKey,
+        "requested_by" => Field::RequestedBy,
+        "extras" => Field::Extras,
         // In a bare job serde would first try the object as an envelope.
         "data" if bare => return None,
-        _ => 0,
-    })
+        _ => return Some(None),
+    }))
 }
 
 /// The members of a job object after its `{`, up to and with its `}`; `first` is a key
@@ -156,57 +166,56 @@ fn fields(c: &mut Cursor<'_>, mut first: Option<&str>) -> Option<Job> {
         return None;
     }
     loop {
-        let expected = ORDER
+        let expected = KEYS
             .get(next)
             .filter(|(key, _)| first.is_none() && c.bytes[c.at..].starts_with(key));
-        let bit = if let Some(&(key, bit)) = expected {
+        let field = if let Some(&(key, field)) = expected {
             c.at += key.len();
-            next += 1;
-            bit
+            Some(field)
         } else {
             let key = match first.take() {
                 Some(key) => key,
                 None => c.string()?,
             };
             c.expect(b':')?;
-            let bit = field_bit(key, bare)?;
-            if let Some(i) = ORDER.iter().position(|&(_, b)| b == bit) {
-                next = i + 1;
-            }
-            bit
+            field_of(key, bare)?
         };
-        if seen & bit != 0 {
-            return None;
+        if let Some(field) = field {
+            if seen & field.bit() != 0 {
+                return None;
+            }
+            seen |= field.bit();
+            next = field as usize + 1;
         }
-        seen |= bit;
-        match bit {
-            0 => c.skip_value(1)?,
-            ID => job.id = c.string()?.to_owned(),
-            STATUS => job.status = JobStatus::parse(c.string()?),
-            PATTERN_ID => job.pattern_id = c.opt_string()?,
-            IMAGE_URL => job.image_url = c.opt_string()?,
-            CREATED => job.created_at = c.opt_string()?,
-            UPDATED => job.updated_at = c.opt_string()?,
-            STARTED => job.started_at = c.opt_string()?,
-            COMPLETED => job.completed_at = c.opt_string()?,
-            IDEMPOTENCY => job.idempotency_key = c.opt_string()?,
-            REQUESTED_BY => job.requested_by = c.opt_string()?,
-            LATENCY => {
+        match field {
+            None => c.skip_value(1)?,
+            Some(Field::Id) => job.id = c.string()?.to_owned(),
+            Some(Field::Status) => job.status = JobStatus::parse(c.string()?),
+            Some(Field::PatternId) => job.pattern_id = c.opt_string()?,
+            Some(Field::ImageUrl) => job.image_url = c.opt_string()?,
+            Some(Field::CreatedAt) => job.created_at = c.opt_string()?,
+            Some(Field::UpdatedAt) => job.updated_at = c.opt_string()?,
+            Some(Field::StartedAt) => job.started_at = c.opt_string()?,
+            Some(Field::CompletedAt) => job.completed_at = c.opt_string()?,
+            Some(Field::IdempotencyKey) => job.idempotency_key = c.opt_string()?,
+            Some(Field::RequestedBy) => job.requested_by = c.opt_string()?,
+            Some(Field::Latency) => {
                 job.latency_ms = if c.literal(b"null") {
                     None
                 } else {
                     Some(c.u64()?)
                 }
             }
-            MANIFEST => job.manifest = c.manifest()?,
-            ERROR => job.error = c.with_serde::<JobError>()?,
-            _ => job.extras = c.with_serde::<Value>()?,
+            Some(Field::Manifest) => job.manifest = c.manifest()?,
+            Some(Field::Error) => job.error = c.with_serde::<JobError>()?,
+            Some(Field::Extras) => job.extras = c.with_serde::<Value>()?,
         }
         if !c.next_member()? {
             break;
         }
     }
-    (seen & (ID | STATUS) == ID | STATUS).then_some(job)
+    let required = Field::Id.bit() | Field::Status.bit();
+    (seen & required == required).then_some(job)
 }
 
 /// The high bit of every byte of `word` (little-endian) that is `"`, and possibly of
