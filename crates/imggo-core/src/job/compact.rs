@@ -188,7 +188,7 @@ fn fields(c: &mut Cursor<'_>, mut first: Option<&str>) -> Option<Job> {
             next = field as usize + 1;
         }
         match field {
-            None => c.skip_value(1)?,
+            None => c.skip_value()?,
             Some(Field::Id) => job.id = c.string()?.to_owned(),
             Some(Field::Status) => job.status = JobStatus::parse(c.string()?),
             Some(Field::PatternId) => job.pattern_id = c.opt_string()?,
@@ -346,7 +346,7 @@ impl<'a> Cursor<'a> {
             return None;
         }
         let start = self.at;
-        self.skip_value(1)?;
+        self.skip_value()?;
         let text = &self.text[start..self.at];
         if text.contains("_raw") {
             return None;
@@ -360,59 +360,80 @@ impl<'a> Cursor<'a> {
             return Some(None);
         }
         let start = self.at;
-        self.skip_value(1)?;
+        self.skip_value()?;
         serde_json::from_str(&self.text[start..self.at])
             .ok()
             .map(Some)
     }
 
-    /// Checks one JSON value and moves past it. `depth` counts the containers it sits
-    /// in; past [`MAX_FAST_DEPTH`] this gives up, well before serde_json's own limit.
-    fn skip_value(&mut self, depth: usize) -> Option<()> {
-        match self.peek()? {
-            b'"' => {
-                self.at += 1;
-                self.at += find_quote(&self.bytes[self.at..])? + 1;
-                Some(())
-            }
-            b'{' | b'[' if depth >= MAX_FAST_DEPTH => None,
-            b'{' => {
-                self.at += 1;
-                if self.peek()? == b'}' {
+    /// Checks one JSON value inside a job object and moves past it. Containers are
+    /// tracked in a bit stack instead of by recursion; nesting deeper than
+    /// [`MAX_FAST_DEPTH`] (counting the job object) gives up, well before serde_json's
+    /// own limit of 128.
+    fn skip_value(&mut self) -> Option<()> {
+        const _: () = assert!(MAX_FAST_DEPTH <= 128);
+        // Bit `d` is set when the container at depth `d` (0 = outermost) is an object.
+        let (mut objects, mut depth) = (0u128, 0usize);
+        loop {
+            // A value starts here.
+            match self.peek()? {
+                b'"' => self.skip_string()?,
+                open @ (b'{' | b'[') => {
+                    if depth + 1 >= MAX_FAST_DEPTH {
+                        return None;
+                    }
                     self.at += 1;
-                    return Some(());
-                }
-                loop {
-                    self.string()?;
-                    self.expect(b':')?;
-                    self.skip_value(depth + 1)?;
-                    if !self.next_member()? {
-                        return Some(());
+                    let close = if open == b'{' { b'}' } else { b']' };
+                    if self.peek()? == close {
+                        self.at += 1;
+                    } else {
+                        if open == b'{' {
+                            objects |= 1 << depth;
+                            self.skip_key()?;
+                        } else {
+                            objects &= !(1 << depth);
+                        }
+                        depth += 1;
+                        continue;
                     }
                 }
+                b't' => self.word(b"true")?,
+                b'f' => self.word(b"false")?,
+                b'n' => self.word(b"null")?,
+                _ => self.number()?,
             }
-            b'[' => {
-                self.at += 1;
-                if self.peek()? == b']' {
-                    self.at += 1;
+            // A value ended: close containers until one goes on with another member.
+            loop {
+                let Some(inner) = depth.checked_sub(1) else {
                     return Some(());
-                }
-                loop {
-                    self.skip_value(depth + 1)?;
-                    let b = self.peek()?;
-                    self.at += 1;
-                    match b {
-                        b',' => {}
-                        b']' => return Some(()),
-                        _ => return None,
+                };
+                let in_object = objects >> inner & 1 == 1;
+                let b = self.peek()?;
+                self.at += 1;
+                match (b, in_object) {
+                    (b',', true) => {
+                        self.skip_key()?;
+                        break;
                     }
+                    (b',', false) => break,
+                    (b'}', true) | (b']', false) => depth = inner,
+                    _ => return None,
                 }
             }
-            b't' => self.word(b"true"),
-            b'f' => self.word(b"false"),
-            b'n' => self.word(b"null"),
-            _ => self.number(),
         }
+    }
+
+    /// A string, not looked at (the text holds no escapes).
+    fn skip_string(&mut self) -> Option<()> {
+        self.expect(b'"')?;
+        self.at += find_quote(&self.bytes[self.at..])? + 1;
+        Some(())
+    }
+
+    /// An object key and its colon.
+    fn skip_key(&mut self) -> Option<()> {
+        self.skip_string()?;
+        self.expect(b':')
     }
 
     /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
@@ -544,6 +565,10 @@ mod tests {
             r#"{"id":"j"}"#,
             r#"{"id":"j","status":null}"#,
             r#"{"id":"j","status":"queued","x":[1,]}"#,
+            r#"{"id":"j","status":"queued","x":{"a":1]}"#,
+            r#"{"id":"j","status":"queued","x":[{"a":1}}"#,
+            r#"{"id":"j","status":"queued","x":{"a":1,2}}"#,
+            r#"{"id":"j","status":"queued","x":{"a" 1}}"#,
             r#"{"id":"j","status":"queued","x":tru}"#,
             r#"{"id":"j","status":"queued","x":-}"#,
             r#"{"id":"j","status":"queued"} x"#,
