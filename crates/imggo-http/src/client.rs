@@ -41,19 +41,33 @@ pub(crate) struct Endpoint {
     /// Its path ("" or e.g. "/api"), the prefix of every request path.
     path: Box<str>,
     host: Arc<Host>,
+    /// The headers every request to it starts with (`Host`, `Authorization`,
+    /// `User-Agent`, `Accept`, and `Accept-Encoding` when gzip is on), built once:
+    /// cloning the map is cheaper than inserting them one by one per request.
+    headers: HeaderMap,
 }
 
 impl Endpoint {
-    /// `url` as checked by `normalize_base_url`, on `pool`.
-    pub(crate) fn new(pool: &Pool, url: &str) -> Result<Self, Error> {
+    /// `url` as checked by `normalize_base_url`, on the pool of `inner`.
+    pub(crate) fn new(inner: &Inner, url: &str) -> Result<Self, Error> {
         let uri: Uri = url
             .parse()
             .map_err(|e| Error::Config(format!("base URL {url:?}: {e}")))?;
         let path = uri.path().trim_end_matches('/');
+        let host = inner.pool.host(&uri)?;
+        let mut headers = HeaderMap::with_capacity(5);
+        headers.insert(HOST, host.host_header().clone());
+        headers.insert(AUTHORIZATION, inner.auth.clone());
+        headers.insert(USER_AGENT, inner.user_agent.clone());
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        if inner.gzip {
+            headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        }
         Ok(Self {
             url: url.into(),
             path: path.into(),
-            host: pool.host(&uri)?,
+            host,
+            headers,
         })
     }
 }
@@ -205,7 +219,7 @@ impl Client {
     }
 
     pub(crate) fn new(inner: Arc<Inner>, base_url: &str) -> Result<Self, Error> {
-        let base = Arc::new(Endpoint::new(&inner.pool, base_url)?);
+        let base = Arc::new(Endpoint::new(&inner, base_url)?);
         Ok(Self { inner, base })
     }
 
@@ -327,14 +341,8 @@ impl Client {
         let mut req = Request::new(Full::new(body));
         *req.method_mut() = call.method.clone();
         *req.uri_mut() = uri;
+        *req.headers_mut() = self.base.headers.clone();
         let h = req.headers_mut();
-        h.insert(HOST, self.base.host.host_header().clone());
-        h.insert(AUTHORIZATION, inner.auth.clone());
-        h.insert(USER_AGENT, inner.user_agent.clone());
-        h.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        if inner.gzip {
-            h.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
-        }
         if let Some((_, ct)) = &call.body {
             h.insert(
                 CONTENT_TYPE,
