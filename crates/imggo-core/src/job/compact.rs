@@ -35,11 +35,7 @@ impl Job {
         if !plain(text.as_bytes()) {
             return None;
         }
-        let mut c = Cursor {
-            text,
-            bytes: text.as_bytes(),
-            at: 0,
-        };
+        let mut c = Cursor { text, at: 0 };
         const ENVELOPE: &[u8] = b"{\"success\":true,\"data\":{";
         let job = if text.as_bytes().starts_with(ENVELOPE) {
             c.at = ENVELOPE.len();
@@ -57,7 +53,7 @@ impl Job {
             }
         };
         c.skip_ws();
-        (c.at == c.bytes.len()).then_some(job)
+        (c.at == c.bytes().len()).then_some(job)
     }
 }
 
@@ -168,7 +164,7 @@ fn fields(c: &mut Cursor<'_>, mut first: Option<&str>) -> Option<Job> {
     loop {
         let expected = KEYS
             .get(next)
-            .filter(|(key, _)| first.is_none() && c.bytes[c.at..].starts_with(key));
+            .filter(|(key, _)| first.is_none() && c.bytes()[c.at..].starts_with(key));
         let field = if let Some(&(key, field)) = expected {
             c.at += key.len();
             Some(field)
@@ -256,13 +252,16 @@ fn plain(bytes: &[u8]) -> bool {
 /// A position in the text being read.
 struct Cursor<'a> {
     text: &'a str,
-    bytes: &'a [u8],
     at: usize,
 }
 
 impl<'a> Cursor<'a> {
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
     fn skip_ws(&mut self) {
-        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.bytes.get(self.at) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.bytes().get(self.at) {
             self.at += 1;
         }
     }
@@ -270,7 +269,7 @@ impl<'a> Cursor<'a> {
     /// The next byte after whitespace, not consumed.
     fn peek(&mut self) -> Option<u8> {
         self.skip_ws();
-        self.bytes.get(self.at).copied()
+        self.bytes().get(self.at).copied()
     }
 
     fn expect(&mut self, b: u8) -> Option<()> {
@@ -291,7 +290,7 @@ impl<'a> Cursor<'a> {
     /// Consumes `word` if it comes next.
     fn literal(&mut self, word: &[u8]) -> bool {
         self.skip_ws();
-        let found = self.bytes[self.at..].starts_with(word);
+        let found = self.bytes()[self.at..].starts_with(word);
         if found {
             self.at += word.len();
         }
@@ -307,7 +306,7 @@ impl<'a> Cursor<'a> {
     fn string(&mut self) -> Option<&'a str> {
         self.expect(b'"')?;
         let start = self.at;
-        let len = find_quote(&self.bytes[start..])?;
+        let len = find_quote(&self.bytes()[start..])?;
         self.at = start + len + 1;
         // Both ends are next to an ASCII quote, so they are character boundaries.
         self.text.get(start..start + len)
@@ -327,13 +326,13 @@ impl<'a> Cursor<'a> {
         self.skip_ws();
         let start = self.at;
         let mut n = 0u64;
-        while let Some(&d @ b'0'..=b'9') = self.bytes.get(self.at) {
+        while let Some(&d @ b'0'..=b'9') = self.bytes().get(self.at) {
             n = n.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
             self.at += 1;
         }
         let len = self.at - start;
-        let leading_zero = len > 1 && self.bytes[start] == b'0';
-        let fraction = matches!(self.bytes.get(self.at), Some(b'.' | b'e' | b'E'));
+        let leading_zero = len > 1 && self.bytes()[start] == b'0';
+        let fraction = matches!(self.bytes().get(self.at), Some(b'.' | b'e' | b'E'));
         (len > 0 && len <= 19 && !leading_zero && !fraction).then_some(n)
     }
 
@@ -426,7 +425,7 @@ impl<'a> Cursor<'a> {
     /// A string, not looked at (the text holds no escapes).
     fn skip_string(&mut self) -> Option<()> {
         self.expect(b'"')?;
-        self.at += find_quote(&self.bytes[self.at..])? + 1;
+        self.at += find_quote(&self.bytes()[self.at..])? + 1;
         Some(())
     }
 
@@ -438,21 +437,21 @@ impl<'a> Cursor<'a> {
 
     /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
     fn number(&mut self) -> Option<()> {
-        if self.bytes.get(self.at) == Some(&b'-') {
+        if self.bytes().get(self.at) == Some(&b'-') {
             self.at += 1;
         }
-        match *self.bytes.get(self.at)? {
+        match *self.bytes().get(self.at)? {
             b'0' => self.at += 1,
             b'1'..=b'9' => self.digits(),
             _ => return None,
         }
-        if self.bytes.get(self.at) == Some(&b'.') {
+        if self.bytes().get(self.at) == Some(&b'.') {
             self.at += 1;
             self.some_digits()?;
         }
-        if let Some(b'e' | b'E') = self.bytes.get(self.at) {
+        if let Some(b'e' | b'E') = self.bytes().get(self.at) {
             self.at += 1;
-            if let Some(b'+' | b'-') = self.bytes.get(self.at) {
+            if let Some(b'+' | b'-') = self.bytes().get(self.at) {
                 self.at += 1;
             }
             self.some_digits()?;
@@ -461,7 +460,7 @@ impl<'a> Cursor<'a> {
     }
 
     fn digits(&mut self) {
-        while let Some(b'0'..=b'9') = self.bytes.get(self.at) {
+        while let Some(b'0'..=b'9') = self.bytes().get(self.at) {
             self.at += 1;
         }
     }
