@@ -267,9 +267,7 @@ impl JsonManifest {
     pub fn parse<T: DeserializeOwned>(&self) -> serde_json::Result<T> {
         serde_json::from_str(self.as_str())
     }
-}
 
-impl JsonManifest {
     /// Wraps the text of a JSON object that was already checked: valid, no `_raw` key,
     /// nesting within [`MAX_FAST_DEPTH`].
     fn from_checked(text: &str) -> Self {

@@ -260,8 +260,9 @@ impl<'a> Cursor<'a> {
         self.text.as_bytes()
     }
 
+    /// Skips spaces, the only whitespace [`plain`] lets through.
     fn skip_ws(&mut self) {
-        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.bytes().get(self.at) {
+        while let Some(b' ') = self.bytes().get(self.at) {
             self.at += 1;
         }
     }
