@@ -172,7 +172,7 @@ pub enum Error {
 
     /// The quota is gone: the server asked to wait longer than the configured cap.
     /// Callers should fail fast instead of sleeping.
-    #[error("quota exhausted: retry after {}s exceeds the cap{}", retry_after.as_secs(), request_id.as_deref().map(|r| format!(" (request id {r})")).unwrap_or_default())]
+    #[error("{}", quota_message(*retry_after, limit.as_ref(), request_id.as_deref()))]
     QuotaExhausted {
         /// How long the server asked to wait.
         retry_after: Duration,
@@ -240,6 +240,38 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// "quota exhausted: it resets at 2027-01-01T00:00:00.000Z (in 29 d 5 h) ...".
+fn quota_message(
+    retry_after: Duration,
+    limit: Option<&RateLimitInfo>,
+    request_id: Option<&str>,
+) -> String {
+    let reset = limit.and_then(|l| l.reset);
+    let left = reset
+        .and_then(|r| r.duration_since(std::time::SystemTime::now()).ok())
+        .unwrap_or(retry_after);
+    let when = match reset {
+        Some(r) => format!("it resets at {}", crate::time::format_rfc3339(r)),
+        None => "it frees up".to_owned(),
+    };
+    let secs = left.as_secs();
+    let (d, h, m) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
+    let span = if d > 0 {
+        format!("{d} d {h} h")
+    } else if h > 0 {
+        format!("{h} h {m} min")
+    } else {
+        format!("{m} min {} s", secs % 60)
+    };
+    let id = request_id
+        .map(|r| format!(" (request id {r})"))
+        .unwrap_or_default();
+    format!(
+        "quota exhausted: {when} (in {span}); the service asked to wait {}s, beyond the cap, so nothing more is sent{id}",
+        retry_after.as_secs()
+    )
 }
 
 impl Error {

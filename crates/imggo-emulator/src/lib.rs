@@ -182,6 +182,12 @@ impl Handle {
             .map_err(|(msg, _)| msg)
     }
 
+    /// Starts a new billing period for every user, as the end of the month would: the
+    /// monthly quota is full again (the other limits keep their state).
+    pub fn start_new_period(&self) {
+        self.state.limiter.start_new_period();
+    }
+
     /// A job by id, whoever owns it.
     pub fn job(&self, id: &str) -> Option<Job> {
         lifecycle::settle(&self.state, id);

@@ -151,6 +151,18 @@ impl Limiter {
         Decision::Allow(headers(st.used))
     }
 
+    /// Empties every user's monthly count.
+    pub(crate) fn start_new_period(&self) {
+        for st in self
+            .users
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values_mut()
+        {
+            st.used = 0;
+        }
+    }
+
     /// `(used, monthly limit or -1)` for `GET /api/user/usage`.
     pub(crate) fn usage(&self, user: &str) -> (u64, i64) {
         let used = self

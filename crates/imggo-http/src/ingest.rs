@@ -25,6 +25,10 @@ pub struct IngestOptions {
     pub content_hash: Option<ContentHash>,
     /// The upload's file name; its stem is kept, the extension follows the sniffed format.
     pub file_name: Option<String>,
+    /// Send once and return the first failure, 429s included, instead of retrying
+    /// through the client's [`RetryPolicy`](imggo_core::RetryPolicy): for callers that run
+    /// their own loop and pass a limiter before every attempt (the batch pipeline does).
+    pub single_attempt: bool,
 }
 
 /// An accepted ingest: a 202 (new job) or a 200 (the key's existing job, maybe terminal).
@@ -102,7 +106,11 @@ impl Client {
         let mut call = Call::new(Method::POST, self.request_path(&path));
         call.body = Some((form.body, &form.content_type));
         call.idempotency_key = Some(key.as_str());
-        call.retry = RetryMode::Idempotent;
+        call.retry = if opts.single_attempt {
+            RetryMode::Never
+        } else {
+            RetryMode::Idempotent
+        };
         self.accept(call, key.clone()).await
     }
 
@@ -148,7 +156,11 @@ impl Client {
 
         let mut call = Call::new(Method::POST, self.request_path(&path)).json(body.into());
         call.idempotency_key = Some(key.as_str());
-        call.retry = RetryMode::Idempotent;
+        call.retry = if opts.single_attempt {
+            RetryMode::Never
+        } else {
+            RetryMode::Idempotent
+        };
         self.accept(call, key.clone()).await
     }
 

@@ -26,7 +26,9 @@ use crate::limiter::Limiter;
 /// - after the budget is spent, waits for the reset (plus a margin, since the header has
 ///   one-second resolution) and starts the next period with the full limit;
 /// - honours a minimum gap between requests ([`HeaderPacer::with_min_gap`], the plan's
-///   "min interval between ingests") and a server `Retry-After`;
+///   "min interval between ingests"). A `Retry-After` is not used here: it belongs to the
+///   request it answered (a 503 on a job poll must not slow the ingests), and the ingest
+///   429s are learned from by [`LearnedPacer`](crate::LearnedPacer);
 /// - refuses with [`LimitError::WaitTooLong`] when the next slot is further away than
 ///   [`HeaderPacer::with_max_wait`] (a monthly quota that resets in days), instead of
 ///   sleeping for days.
@@ -75,8 +77,6 @@ struct State {
     period: Option<Duration>,
     /// No reservation before this (pacing and the minimum gap).
     next_slot: Instant,
-    /// No reservation before this (the server's Retry-After).
-    not_before: Instant,
     /// Minimum gap between two requests.
     min_gap: Duration,
     /// Slots of admissions whose response has not been observed yet (oldest first).
@@ -106,7 +106,6 @@ impl HeaderPacer {
                 reset_at: None,
                 period: None,
                 next_slot: now,
-                not_before: now,
                 min_gap: Duration::ZERO,
                 pending: VecDeque::new(),
                 usage: None,
@@ -201,7 +200,7 @@ impl HeaderPacer {
         let now = Instant::now();
         let mut s = self.lock();
         prune(&mut s.pending, now, self.in_flight_window);
-        let mut slot = now.max(s.next_slot).max(s.not_before);
+        let mut slot = now.max(s.next_slot);
         let mut rolled = false;
         if let (Some(0), Some(reset)) = (s.remaining, s.reset_at) {
             // Budget spent: the next slot opens when the period resets.
@@ -277,9 +276,6 @@ impl RateLimitObserver for HeaderPacer {
         // This response answers the oldest admission still pending.
         s.pending.pop_front();
         prune(&mut s.pending, now, self.in_flight_window);
-        if let Some(ra) = info.retry_after {
-            s.not_before = s.not_before.max(now + ra);
-        }
         if let Some(u) = info.usage() {
             s.usage = Some(u);
         }
@@ -376,17 +372,18 @@ mod tests {
     }
 
     #[test]
-    fn min_gap_and_retry_after_are_honoured() {
+    fn min_gap_is_honoured_and_retry_after_is_not_a_pace() {
         let p = HeaderPacer::new().with_min_gap(Duration::from_secs(6));
         let a = p.reserve().unwrap();
         let b = p.reserve().unwrap();
         assert_eq!(b - a, Duration::from_secs(6));
+        // A Retry-After (say a 503 on a job poll) delays only its own request.
         p.observe(&RateLimitInfo {
             retry_after: Some(Duration::from_secs(30)),
             ..Default::default()
         });
         let c = p.reserve().unwrap();
-        assert!(c - a >= Duration::from_secs(29), "{:?}", c - a);
+        assert_eq!(c - b, Duration::from_secs(6));
     }
 
     #[test]

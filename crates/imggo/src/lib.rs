@@ -49,5 +49,5 @@ pub use hooks::CountingRetry;
 pub use input::{Input, Inputs};
 pub use journal::{ErrorInfo, Journal, ResultLine};
 pub use pipeline::{Concurrency, Pipeline, PipelineBuilder, Run, WaitMode};
-pub use report::Report;
+pub use report::{PaceSummary, Report};
 pub use webhook::WebhookRouter;

@@ -23,18 +23,18 @@ use bytes::Bytes;
 use futures_core::Stream;
 use imggo_cache::{Cache, CachedResult, Deduper, Role};
 use imggo_core::{
-    AlertRules, CacheKey, ContentHash, Error, Job, Manifest, Outcome, RateLimitInfo,
+    AlertRules, CacheKey, ContentHash, Error, Job, Manifest, Outcome, RateLimitInfo, RetryPolicy,
     SettingsFingerprint, Tracker,
 };
 use imggo_http::{Client, IngestOptions, PollPolicy, MAX_UPLOAD_BYTES};
 use imggo_optimize::{Optimizer, Options as OptimizeOptions};
-use imggo_ratelimit::{AdaptiveConcurrency, Limiter, Permit};
+use imggo_ratelimit::{AdaptiveConcurrency, LearnedPacer, LimitError, Limiter, PaceSource, Permit};
 use serde_json::Value;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::input::Input;
 use crate::journal::{ErrorInfo, ResultLine};
-use crate::report::Report;
+use crate::report::{PaceSummary, Report};
 use crate::timing::JobClock;
 use crate::webhook::WebhookRouter;
 
@@ -73,6 +73,8 @@ pub struct PipelineBuilder {
     cache: Option<Arc<dyn Cache>>,
     cache_ttl: Duration,
     limiter: Option<Arc<dyn Limiter>>,
+    pacer: Arc<LearnedPacer>,
+    retry: Arc<dyn RetryPolicy>,
     deduper: Option<Arc<Deduper<Job, Error>>>,
     concurrency: Concurrency,
     wait: WaitMode,
@@ -115,9 +117,27 @@ impl PipelineBuilder {
         self
     }
 
-    /// A limiter every ingest passes before it is sent.
+    /// A limiter every ingest attempt passes right before it is sent (a user's `--rps`
+    /// ceiling, a limiter shared through Redis, the quota counted from the headers).
     pub fn limiter(mut self, limiter: Arc<dyn Limiter>) -> Self {
         self.limiter = Some(limiter);
+        self
+    }
+
+    /// The pacer that learns the service's ingest rate from its 429s and holds it (a new
+    /// one by default). Share one between pipelines that use the same API user; seed it
+    /// with the account's minimum interval ([`LearnedPacer::set_min_interval`]).
+    pub fn pacer(mut self, pacer: Arc<LearnedPacer>) -> Self {
+        self.pacer = pacer;
+        self
+    }
+
+    /// How ingests are retried after a 5xx, a timeout or a dropped connection (default:
+    /// imggo-ratelimit's [`Backoff`](imggo_ratelimit::Backoff) with its retry budget).
+    /// A 429 is never given to it: it waits for its turn again, as often as needed, and
+    /// only an exhausted quota ends an input early.
+    pub fn retry_policy(mut self, policy: Arc<dyn RetryPolicy>) -> Self {
+        self.retry = policy;
         self
     }
 
@@ -199,6 +219,9 @@ impl PipelineBuilder {
                 cache: self.cache,
                 cache_ttl: self.cache_ttl,
                 limiter: self.limiter,
+                pacer: self.pacer,
+                retry: self.retry,
+                quota_closed: watch::channel(false).0,
                 deduper: self.deduper,
                 wait: self.wait,
                 tracker: self.tracker,
@@ -237,6 +260,10 @@ struct Shared {
     cache: Option<Arc<dyn Cache>>,
     cache_ttl: Duration,
     limiter: Option<Arc<dyn Limiter>>,
+    pacer: Arc<LearnedPacer>,
+    retry: Arc<dyn RetryPolicy>,
+    /// Set once the quota is gone: ends every wait at once.
+    quota_closed: watch::Sender<bool>,
     deduper: Option<Arc<Deduper<Job, Error>>>,
     wait: WaitMode,
     tracker: Arc<Tracker>,
@@ -279,6 +306,7 @@ struct Prepared {
 /// A running batch: a [`Stream`] of result lines, one per input, then [`Run::report`].
 pub struct Run {
     started: Instant,
+    pacer: Arc<LearnedPacer>,
     rx: mpsc::Receiver<ResultLine>,
     done: tokio::task::JoinHandle<(u64, u64)>,
     tracker: Arc<Tracker>,
@@ -311,11 +339,25 @@ impl Run {
             0.0
         };
         let alerts = self.alert_rules.evaluate(&snapshot);
+        let pace = self.pacer.status();
         Report {
             inputs,
             resumed,
             snapshot,
             alerts,
+            pace: Some(PaceSummary {
+                source: match pace.source {
+                    PaceSource::Unlimited => "unlimited",
+                    PaceSource::Discovering => "discovering",
+                    PaceSource::Learned => "learned",
+                    PaceSource::Account => "account",
+                }
+                .into(),
+                allowed_rate: pace.rate(),
+                achieved_rate: pace.achieved_rate,
+                accepted: pace.accepted,
+                refused: pace.refused,
+            }),
         }
     }
 }
@@ -336,6 +378,8 @@ impl Pipeline {
             cache: None,
             cache_ttl: Duration::from_secs(30 * 24 * 3600),
             limiter: None,
+            pacer: Arc::new(LearnedPacer::new()),
+            retry: Arc::new(imggo_ratelimit::Backoff::default()),
             deduper: None,
             concurrency: Concurrency::Fixed(10),
             wait: WaitMode::Poll(PollPolicy::default()),
@@ -352,9 +396,28 @@ impl Pipeline {
         self.shared.tracker.clone()
     }
 
+    /// The pacer of the run's ingests (its [`status`](LearnedPacer::status) says what rate
+    /// the service allows and whether the run is waiting on it).
+    pub fn pacer(&self) -> Arc<LearnedPacer> {
+        self.shared.pacer.clone()
+    }
+
     /// Fetches the pattern's version (part of every cache key) unless it was given. A
     /// missing pattern or a refused key fails here, before any input is touched.
+    ///
+    /// It also reads the account's usage (`GET /user/usage`) when the key may: the
+    /// plan's minimum interval between ingests starts the pacer at the right rate, so
+    /// not even the first ingests are refused.
     pub async fn prepare(&self) -> Result<u32, Error> {
+        if let Ok(usage) = self.shared.client.usage().await {
+            if let Some(gap) = usage
+                .burst_limit
+                .and_then(|b| Duration::try_from_secs_f64(b.seconds).ok())
+                .filter(|g| !g.is_zero() && *g < Duration::from_secs(86_400))
+            {
+                self.shared.pacer.set_min_interval(gap);
+            }
+        }
         if let Some(v) = *self.shared.pattern_version.lock().expect("not poisoned") {
             return Ok(v);
         }
@@ -389,6 +452,7 @@ impl Pipeline {
         let (net_tx, net_rx) = mpsc::channel::<Prepared>(net_slots.max(cpu_workers) * 2);
         let (out_tx, out_rx) = mpsc::channel::<ResultLine>(256);
         let tracker = shared.tracker.clone();
+        let pacer = shared.pacer.clone();
         let started = Instant::now();
 
         // Stage 1: expand inputs on a thread of its own (directory walks block).
@@ -448,6 +512,7 @@ impl Pipeline {
         });
         Run {
             started,
+            pacer,
             rx: out_rx,
             done,
             tracker,
@@ -469,9 +534,12 @@ async fn dispatch(
             while let Some(p) = net_rx.recv().await {
                 let permit = slots.clone().acquire_owned().await.expect("never closed");
                 let (shared, out_tx) = (shared.clone(), out_tx.clone());
+                let mut slot = Slot {
+                    slots: Some(slots.clone()),
+                    permit: Some(permit),
+                };
                 tasks.spawn(async move {
-                    shared.send_one(p, &out_tx, None).await;
-                    drop(permit);
+                    shared.send_one(p, &out_tx, None, &mut slot).await;
                 });
                 while tasks.try_join_next().is_some() {}
             }
@@ -481,13 +549,34 @@ async fn dispatch(
                 let permit = adaptive.acquire().await;
                 let (shared, out_tx) = (shared.clone(), out_tx.clone());
                 tasks.spawn(async move {
-                    shared.send_one(p, &out_tx, Some(permit)).await;
+                    shared
+                        .send_one(p, &out_tx, Some(permit), &mut Slot::default())
+                        .await;
                 });
                 while tasks.try_join_next().is_some() {}
             }
         }
     }
     while tasks.join_next().await.is_some() {}
+}
+
+/// A network task's concurrency slot, given up while the task only waits out a 429's
+/// `Retry-After` (so the next input can use the slot) and taken again before it sends.
+#[derive(Default)]
+struct Slot {
+    slots: Option<Arc<Semaphore>>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Slot {
+    async fn release_while(&mut self, wait: impl std::future::Future<Output = ()>) {
+        let Some(slots) = &self.slots else {
+            return wait.await;
+        };
+        self.permit = None;
+        wait.await;
+        self.permit = slots.clone().acquire_owned().await.ok();
+    }
 }
 
 /// Elapsed milliseconds since `t`.
@@ -541,6 +630,10 @@ impl Shared {
         out: &mpsc::Sender<ResultLine>,
     ) -> Option<Prepared> {
         let label = input.label();
+        if let Some(e) = self.quota_error() {
+            self.fail(out, label, started, None, &e).await;
+            return None;
+        }
         let version = self
             .pattern_version
             .lock()
@@ -687,23 +780,38 @@ impl Shared {
     }
 
     /// Limiter, ingest, wait, cache put, result line.
-    async fn send_one(&self, p: Prepared, out: &mpsc::Sender<ResultLine>, permit: Option<Permit>) {
+    async fn send_one(
+        &self,
+        p: Prepared,
+        out: &mpsc::Sender<ResultLine>,
+        permit: Option<Permit>,
+        slot: &mut Slot,
+    ) {
         let digest = p.key.digest();
         let request_started = Instant::now();
         let mut l = self.line(p.label.clone(), request_started, Outcome::Failed);
         l.content_hash = Some(p.hash.to_string());
         l.bytes_in = p.bytes_in;
+        let mut paced = Duration::ZERO;
         let result = match &self.deduper {
-            Some(d) => d.run(&p.key, || self.ingest_and_wait(&p, &mut l)).await,
+            Some(d) => {
+                d.run(&p.key, || {
+                    self.ingest_and_wait(&p, &mut l, slot, &mut paced)
+                })
+                .await
+            }
             None => self
-                .ingest_and_wait(&p, &mut l)
+                .ingest_and_wait(&p, &mut l, slot, &mut paced)
                 .await
                 .map(|job| (job, Role::Leader))
                 .map_err(Arc::new),
         };
         if let Some(permit) = permit {
             match &result {
-                Ok(_) => permit.success_with_latency(request_started.elapsed()),
+                // The time spent waiting for the rate limit is not the service's latency.
+                Ok(_) => {
+                    permit.success_with_latency(request_started.elapsed().saturating_sub(paced))
+                }
                 Err(e) if e.is_rate_limited() || e.is_timeout() => permit.dropped(),
                 Err(_) => permit.ignore(),
             }
@@ -733,49 +841,142 @@ impl Shared {
         self.finish(out, &digest, l).await;
     }
 
-    async fn ingest_and_wait(&self, p: &Prepared, l: &mut ResultLine) -> Result<Job, Error> {
-        if let Some((retry_after, limit)) = *self.quota_gone.lock().expect("not poisoned") {
-            return Err(Error::QuotaExhausted {
-                retry_after,
-                limit,
-                request_id: None,
-            });
-        }
-        let result = self.ingest_and_wait_inner(p, l).await;
-        if let Err(Error::QuotaExhausted {
-            retry_after, limit, ..
-        }) = &result
-        {
-            *self.quota_gone.lock().expect("not poisoned") = Some((*retry_after, *limit));
-        }
-        result
+    /// The quota's error, once the service said it is gone.
+    fn quota_error(&self) -> Option<Error> {
+        let (retry_after, limit) = (*self.quota_gone.lock().expect("not poisoned"))?;
+        Some(Error::QuotaExhausted {
+            retry_after,
+            limit,
+            request_id: None,
+        })
     }
 
-    async fn ingest_and_wait_inner(&self, p: &Prepared, l: &mut ResultLine) -> Result<Job, Error> {
-        if let Some(limiter) = &self.limiter {
-            limiter
-                .acquire()
-                .await
-                .map_err(|e| Error::Config(e.to_string()))?;
+    /// Remembers an exhausted quota (with its reset time) and stops every wait: inputs
+    /// not sent yet fail at once.
+    fn quota_exhausted(&self, retry_after: Duration, limit: Option<RateLimitInfo>) -> Error {
+        {
+            let mut gone = self.quota_gone.lock().expect("not poisoned");
+            if gone.is_none() {
+                let mut info = limit.unwrap_or_default();
+                if info.reset.is_none() {
+                    info.reset = std::time::SystemTime::now().checked_add(retry_after);
+                }
+                *gone = Some((retry_after, Some(info)));
+            }
         }
+        self.pacer.close(retry_after);
+        self.quota_closed.send_replace(true);
+        self.quota_error().expect("just set")
+    }
+
+    fn limit_error(&self, e: LimitError) -> Error {
+        if let Some(q) = self.quota_error() {
+            return q;
+        }
+        match Error::from(e) {
+            Error::QuotaExhausted {
+                retry_after, limit, ..
+            } => self.quota_exhausted(retry_after, limit),
+            other => other,
+        }
+    }
+
+    /// Sleeps `d`, or less when the quota runs out meanwhile.
+    async fn sleep_unless_quota(&self, d: Duration) {
+        let mut closed = self.quota_closed.subscribe();
+        tokio::select! {
+            () = tokio::time::sleep(d) => {}
+            _ = closed.wait_for(|c| *c) => {}
+        }
+    }
+
+    async fn ingest_and_wait(
+        &self,
+        p: &Prepared,
+        l: &mut ResultLine,
+        slot: &mut Slot,
+        paced: &mut Duration,
+    ) -> Result<Job, Error> {
         let opts = IngestOptions {
             idempotency_key: None,
             extras: self.extras.clone(),
             // The whole cache key: a new pattern version or other settings make a new job.
             content_hash: Some(p.key.digest()),
             file_name: None,
+            single_attempt: true,
         };
-        let accepted = match &p.payload {
-            Payload::Image(bytes) => {
-                l.bytes_sent = bytes.len() as u64;
-                self.tracker.record_bytes(p.bytes_in, bytes.len() as u64);
-                self.client
-                    .ingest_bytes(&self.pattern_id, bytes.clone(), opts)
-                    .await?
+        let started = Instant::now();
+        let mut failures = 0u32;
+        // Every attempt, the first and each retry, passes the limiters: a 429 waits for
+        // its turn again (as often as needed), a 5xx or a dropped connection is retried
+        // through the retry policy, an exhausted quota ends the input and the run.
+        let accepted = loop {
+            if let Some(e) = self.quota_error() {
+                return Err(e);
             }
-            Payload::Url(url) => self.client.ingest_url(&self.pattern_id, url, opts).await?,
+            let waiting = Instant::now();
+            let ticket = self
+                .pacer
+                .acquire_with(self.limiter.as_deref())
+                .await
+                .map_err(|e| self.limit_error(e))?;
+            *paced += waiting.elapsed();
+            l.attempts += 1;
+            let sent = match &p.payload {
+                Payload::Image(bytes) => {
+                    if l.bytes_sent == 0 {
+                        self.tracker.record_bytes(p.bytes_in, bytes.len() as u64);
+                    }
+                    l.bytes_sent = bytes.len() as u64;
+                    self.client
+                        .ingest_bytes(&self.pattern_id, bytes.clone(), opts.clone())
+                        .await
+                }
+                Payload::Url(url) => {
+                    self.client
+                        .ingest_url(&self.pattern_id, url, opts.clone())
+                        .await
+                }
+            };
+            let e = match sent {
+                Ok(a) => {
+                    self.pacer.accepted(ticket);
+                    break a;
+                }
+                Err(e) => e,
+            };
+            match e {
+                Error::QuotaExhausted {
+                    retry_after, limit, ..
+                } => {
+                    self.pacer.refused(ticket, None);
+                    self.tracker.record_rate_limited();
+                    return Err(self.quota_exhausted(retry_after, limit));
+                }
+                e if e.is_rate_limited() => {
+                    let floor = e.retry_after().unwrap_or(Duration::from_secs(1));
+                    self.pacer.refused(ticket, e.retry_after());
+                    self.tracker.record_rate_limited();
+                    self.tracker.record_retry();
+                    let waiting = Instant::now();
+                    slot.release_while(self.sleep_unless_quota(floor)).await;
+                    *paced += waiting.elapsed();
+                }
+                e => {
+                    self.pacer.unused(ticket);
+                    if !e.is_retryable() {
+                        return Err(e);
+                    }
+                    failures += 1;
+                    let Some(delay) = self.retry.next_delay(failures, started.elapsed(), &e) else {
+                        return Err(e);
+                    };
+                    self.tracker.record_retry();
+                    self.sleep_unless_quota(delay).await;
+                }
+            }
         };
-        l.attempts = accepted.attempts;
+        self.retry.on_success();
         let r = accepted.response;
         l.job_id = Some(r.job_id.clone());
         if r.status.is_terminal() {

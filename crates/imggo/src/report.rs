@@ -16,6 +16,28 @@ pub struct Report {
     pub snapshot: Snapshot,
     /// Alerts that fired.
     pub alerts: Vec<Alert>,
+    /// How the run met the service's rate limit (absent when the report was built
+    /// without a pipeline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pace: Option<PaceSummary>,
+}
+
+/// The service's rate limit as the run learned and met it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaceSummary {
+    /// Where the allowed rate comes from: `unlimited` (no 429 seen), `learned` (from the
+    /// service's 429s), `account` (its minimum interval, read from the usage endpoint),
+    /// `discovering` (a 429 was seen, the rate was still being bracketed).
+    pub source: String,
+    /// Ingests per second the service allows, as learned (`None`: unlimited, or not
+    /// learned yet).
+    pub allowed_rate: Option<f64>,
+    /// Accepted ingests per second between the first and the last accepted one.
+    pub achieved_rate: Option<f64>,
+    /// Ingests the service accepted.
+    pub accepted: u64,
+    /// Ingests it refused with 429 (each waited and went again).
+    pub refused: u64,
 }
 
 /// Exit code: every input succeeded (or was cached/duplicate/resumed).
@@ -72,6 +94,13 @@ impl Report {
                 ),
             ),
             ("429 responses", s.rate_limited.to_string()),
+            (
+                "rate limit",
+                match &self.pace {
+                    Some(p) => p.describe(),
+                    None => "-".into(),
+                },
+            ),
             ("retries", s.retried.to_string()),
             ("alerts", self.alerts.len().to_string()),
             ("elapsed", format!("{:.2} s", s.elapsed_secs)),
@@ -85,6 +114,21 @@ impl Report {
             let _ = writeln!(out, "  ALERT: {a}");
         }
         out
+    }
+}
+
+impl PaceSummary {
+    /// `allowed 10.0/s (learned), achieved 9.8/s` or `none seen`.
+    pub fn describe(&self) -> String {
+        let achieved = self
+            .achieved_rate
+            .map(|r| format!(", achieved {r:.2}/s"))
+            .unwrap_or_default();
+        match self.allowed_rate {
+            Some(r) => format!("allowed {r:.2}/s ({}){achieved}", self.source),
+            None if self.source == "unlimited" => format!("none seen{achieved}"),
+            None => format!("{}{achieved}", self.source),
+        }
     }
 }
 
@@ -120,6 +164,7 @@ mod tests {
             resumed: 0,
             snapshot: t.snapshot(),
             alerts: vec![],
+            pace: None,
         };
         assert_eq!(r.exit_code(), EXIT_OK);
         assert!(

@@ -155,6 +155,7 @@ async fn run_async(args: Args) -> ExitCode {
         Err(e) => return usage_error(&e),
     };
     let run_started = Instant::now();
+    let pacer = pipeline.pacer();
     let mut run = pipeline.run(Inputs::new(
         corpus.files.iter().map(|p| p.display().to_string()),
     ));
@@ -167,7 +168,7 @@ async fn run_async(args: Args) -> ExitCode {
         if sample.is_none() && line.manifest.is_some() {
             sample = line.manifest.clone();
         }
-        progress.tick(&tracker, run_started);
+        progress.tick(&tracker, &pacer, run_started);
     }
     progress.finish();
     let report = run.report().await;

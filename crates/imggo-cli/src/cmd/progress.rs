@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use imggo::core::Tracker;
+use imggo::ratelimit::{LearnedPacer, PaceSource};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// A progress bar on a terminal, a log line every few seconds otherwise.
@@ -50,7 +51,7 @@ impl Progress {
     }
 
     /// Updates the bar (or logs every 5 s) from the tracker.
-    pub fn tick(&self, tracker: &Tracker, started: Instant) {
+    pub fn tick(&self, tracker: &Tracker, pacer: &LearnedPacer, started: Instant) {
         if self.quiet {
             return;
         }
@@ -70,8 +71,12 @@ impl Progress {
         let s = tracker.snapshot();
         let rate = s.total as f64 / started.elapsed().as_secs_f64().max(1e-3);
         let msg = format!(
-            "{rate:.1}/s  ok {}  failed {}  cached {}  dup {}",
-            s.succeeded, s.failed, s.cached, s.duplicate
+            "{rate:.1}/s  ok {}  failed {}  cached {}  dup {}{}",
+            s.succeeded,
+            s.failed,
+            s.cached,
+            s.duplicate,
+            pace_text(pacer)
         );
         match &self.bar {
             Some(b) => {
@@ -87,5 +92,22 @@ impl Progress {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
+    }
+}
+
+/// `  pace 9.8/s (server limit), 7 waiting` while the service's limit sets the pace.
+fn pace_text(pacer: &LearnedPacer) -> String {
+    let p = pacer.status();
+    let waiting = if p.waiting > 0 {
+        format!(", {} waiting", p.waiting)
+    } else {
+        String::new()
+    };
+    match (p.source, p.rate()) {
+        (PaceSource::Unlimited, _) => String::new(),
+        (PaceSource::Discovering, _) => format!("  learning the server limit{waiting}"),
+        (PaceSource::Account, Some(r)) => format!("  pace {r:.1}/s (account limit){waiting}"),
+        (_, Some(r)) => format!("  pace {r:.1}/s (server limit){waiting}"),
+        (_, None) => String::new(),
     }
 }

@@ -36,7 +36,9 @@ pub struct Args {
     /// Concurrent uploads: a number, or `auto` to adapt to the service.
     #[arg(long, default_value = "10")]
     pub concurrency: String,
-    /// Ingests per second at most (local token bucket, or the shared one with --limiter).
+    /// Ingests per second at most, a hard ceiling on every attempt, retries included
+    /// (`1.5` means one per 667 ms). Not needed to stay under the service's limit: that
+    /// rate is learned from its answers.
     #[arg(long)]
     pub rps: Option<f64>,
     /// Share the --rps limit between workers through Redis: redis://host:port/.
@@ -113,6 +115,7 @@ async fn run_async(args: Args) -> ExitCode {
         return usage_error(&explain(&e));
     }
     let run_started = Instant::now();
+    let pacer = pipeline.pacer();
     let mut run = pipeline.run(Inputs::new(args.inputs.clone()));
     let mut journal = journal;
     // The total (for the ETA) costs a second walk of the inputs; stdin can't be read twice.
@@ -132,7 +135,7 @@ async fn run_async(args: Args) -> ExitCode {
                 serde_json::to_string(&line).expect("result lines serialise")
             );
         }
-        progress.tick(&tracker, run_started);
+        progress.tick(&tracker, &pacer, run_started);
     }
     progress.finish();
     let mut report: Report = run.report().await;
@@ -203,8 +206,9 @@ async fn build(args: &Args, file: &FileConfig, tracker: Arc<Tracker>) -> Result<
     match (&args.limiter, args.rps) {
         (Some(url), Some(rps)) => limiters.push(Arc::new(shared_limiter(url, rps, args).await?)),
         (Some(_), None) => return Err(Error::Config("--limiter needs --rps".into())),
+        // Burst 1: evenly spaced, so no window of any length ever holds more than --rps.
         (None, Some(rps)) => limiters.push(Arc::new(
-            TokenBucket::new(rps, rps.ceil().max(1.0) as u32)
+            TokenBucket::new(check_rps(rps)?, 1)
                 .map_err(|e| Error::Config(format!("--rps {rps}: {e}")))?,
         )),
         (None, None) => {}
@@ -350,20 +354,25 @@ async fn build(args: &Args, file: &FileConfig, tracker: Arc<Tracker>) -> Result<
 /// The Redis limiter shared by every worker using the same API key (namespaced by a hash
 /// of the key, never the key itself): `rps` as N per second, or 1 per 1/rps seconds.
 async fn shared_limiter(url: &str, rps: f64, args: &Args) -> Result<RedisLimiter, Error> {
-    if !(rps.is_finite() && rps > 0.0) {
-        return Err(Error::Config(format!("--rps {rps}: want a positive rate")));
-    }
-    let (limit, window) = if rps >= 1.0 {
-        (rps.round() as u32, Duration::from_secs(1))
-    } else {
-        (1, Duration::from_secs_f64(1.0 / rps))
-    };
+    // One per 1/rps seconds in a sliding window: a hard ceiling that is never rounded.
+    let (limit, window) = (1, Duration::from_secs_f64(1.0 / check_rps(rps)?));
     let conn = RedisLimiter::connect(url)
         .await
         .map_err(|e| Error::Config(format!("--limiter {url}: {e}")))?;
     let key = Secret::new(args.conn.api_key.clone().unwrap_or_default());
     RedisLimiter::new(conn, Subject::api_key(&key), limit, window)
         .map_err(|e| Error::Config(format!("--limiter {url}: {e}")))
+}
+
+/// `--rps` as a rate the limiters can hold: positive, finite, at least one per day.
+fn check_rps(rps: f64) -> Result<f64, Error> {
+    if (1.0 / 86_400.0..=1e6).contains(&rps) {
+        Ok(rps)
+    } else {
+        Err(Error::Config(format!(
+            "--rps {rps}: want a rate between one per day (0.0000116) and 1000000 per second"
+        )))
+    }
 }
 
 /// Fans rate-limit headers out to several observers.

@@ -1,0 +1,945 @@
+//! [`LearnedPacer`]: finds the rate a server allows from its answers, then holds it.
+//!
+//! A server that limits a user's ingests (a minimum gap between two of them, or a token
+//! bucket with some burst) answers 429 when a request comes too early. Its `Retry-After`
+//! is whole seconds rounded up, so for any rate above one per second it says "1" and is
+//! only a bound. The pacer therefore learns from *when* requests were accepted and
+//! refused:
+//!
+//! - **Open**: until the first 429 nothing is paced (an unlimited plan runs at full
+//!   concurrency, and a bucket's burst is used at once).
+//! - **Discover**: after the first 429 one probe goes at a time, timed a chosen gap after
+//!   the latest accepted send. A refused probe proves the gap too short (true for a
+//!   minimum gap and for a bucket alike), an accepted one bounds it from above; the next
+//!   gap is the geometric middle of the bracket, so a 100 ms gap under a `Retry-After: 1`
+//!   is bracketed within 25 % in about five probes (half a second).
+//! - **Paced**: sends go one interval apart. A 429 raises the interval (2 %, growing while
+//!   refusals keep coming soon after each other) and, when refusals show the server is
+//!   saturated, jumps to the interval measured from the accepted sends between two
+//!   refusals — the server's own rate, whatever its burst. Runs of accepted sends lower
+//!   the interval: in small steps near the last refusal, in doubling steps away from it,
+//!   so a limit that was raised (another worker stopped) is found again quickly.
+//!
+//! A known minimum gap (the account's `burstLimit.seconds`, see
+//! [`LearnedPacer::set_min_interval`]) starts the pacer paced and is never undercut.
+//! [`LearnedPacer::close`] ends every wait at once (the quota is gone).
+//!
+//! Every admission must be answered with exactly one of [`LearnedPacer::accepted`],
+//! [`LearnedPacer::refused`] or [`LearnedPacer::unused`], with the ticket
+//! [`LearnedPacer::acquire`] returned.
+//!
+//! ```
+//! use std::time::Duration;
+//! use imggo_ratelimit::LearnedPacer;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let pacer = LearnedPacer::new();
+//! pacer.set_min_interval(Duration::from_millis(20)); // read from the account's usage
+//! let first = pacer.acquire().await.unwrap();
+//! pacer.accepted(first);
+//! let second = pacer.acquire().await.unwrap(); // about 20 ms later
+//! assert!(second - first >= Duration::from_millis(20));
+//! pacer.refused(second, Some(Duration::from_secs(1))); // a 429: the interval grows
+//! assert!(pacer.status().interval.unwrap() > Duration::from_millis(20));
+//! # });
+//! ```
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use crate::error::LimitError;
+use crate::limiter::Limiter;
+
+/// Tuning of a [`LearnedPacer`]. The defaults aim at ≥ 95 % of the allowed rate with at
+/// most 2 % of sends refused once the rate is found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PaceConfig {
+    /// Extra fraction added to a measured interval before pacing by it (default 1 %).
+    pub margin: f64,
+    /// Fraction the interval grows by on a 429 (default 2 %); it grows by half, up to 20 %,
+    /// while 429s come within [`PaceConfig::quick_repeat`] accepted sends of each other.
+    pub raise: f64,
+    /// Accepted sends after a raise within which another 429 counts as a quick repeat.
+    pub quick_repeat: u64,
+    /// The first step down near the last refusal (default 0.2 %).
+    pub base_step: f64,
+    /// The largest step down, reached by doubling away from the last refusal (default 8 %).
+    pub max_step: f64,
+    /// Accepted sends in a row before each step down (default 8).
+    pub clean_run: u32,
+    /// Discovery ends when the bracket's upper bound is within this ratio of its lower
+    /// bound (default 1.08).
+    pub converge_ratio: f64,
+    /// Discovery gives up bracketing after this many probes and paces by the upper bound.
+    pub max_probes: u32,
+    /// How far back the accepted-between-refusals measurement looks (default 5 s).
+    pub window: Duration,
+}
+
+impl Default for PaceConfig {
+    fn default() -> Self {
+        Self {
+            margin: 0.01,
+            raise: 0.02,
+            quick_repeat: 20,
+            base_step: 0.002,
+            max_step: 0.08,
+            clean_run: 8,
+            converge_ratio: 1.08,
+            max_probes: 16,
+            window: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Where the pacer's current interval comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaceSource {
+    /// No 429 seen and no minimum gap known: nothing is paced.
+    Unlimited,
+    /// A 429 was seen; probes are bracketing the interval.
+    Discovering,
+    /// The interval was learned from the server's answers.
+    Learned,
+    /// The interval is the account's known minimum gap (possibly raised by 429s since).
+    Account,
+}
+
+/// A snapshot of a [`LearnedPacer`], for progress lines and reports.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PaceStatus {
+    /// Where the interval comes from.
+    pub source: PaceSource,
+    /// The interval between two sends, when paced.
+    pub interval: Option<Duration>,
+    /// Sends the server accepted.
+    pub accepted: u64,
+    /// Sends the server refused with 429.
+    pub refused: u64,
+    /// Callers waiting for their turn right now.
+    pub waiting: usize,
+    /// Accepted sends per second between the first and the last accepted one.
+    pub achieved_rate: Option<f64>,
+    /// True once [`LearnedPacer::close`] was called.
+    pub closed: bool,
+}
+
+impl PaceStatus {
+    /// The paced rate in sends per second (`None` when not paced).
+    pub fn rate(&self) -> Option<f64> {
+        self.interval
+            .filter(|i| !i.is_zero())
+            .map(|i| 1.0 / i.as_secs_f64())
+    }
+}
+
+/// Learns the rate a server allows and paces sends by it; see the [module docs](self).
+///
+/// Share it behind an `Arc` between every task that sends to the limited endpoint (one
+/// per API user: the server counts per user).
+#[derive(Debug)]
+pub struct LearnedPacer {
+    core: Mutex<Core>,
+    /// Callers queue here; only the head of the queue waits for a slot.
+    turn: tokio::sync::Mutex<()>,
+    changed: Notify,
+    waiting: AtomicUsize,
+}
+
+impl Default for LearnedPacer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LearnedPacer {
+    /// A pacer with the default [`PaceConfig`].
+    pub fn new() -> Self {
+        Self::with_config(PaceConfig::default())
+    }
+
+    /// A pacer with `config`.
+    pub fn with_config(config: PaceConfig) -> Self {
+        Self {
+            core: Mutex::new(Core::new(config, Instant::now())),
+            turn: tokio::sync::Mutex::new(()),
+            changed: Notify::new(),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Core> {
+        // Every method leaves the state consistent between statements.
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The server's known minimum gap between two sends (the account's
+    /// `burstLimit.seconds`): pacing starts at once and never goes below it. Zero
+    /// forgets it.
+    pub fn set_min_interval(&self, gap: Duration) {
+        self.lock().set_floor(gap, Instant::now());
+        self.changed.notify_waiters();
+    }
+
+    /// Waits for this caller's turn and returns its ticket (the time the send was due).
+    /// Errors with [`LimitError::WaitTooLong`] once the pacer is [closed](Self::close).
+    pub async fn acquire(&self) -> Result<Instant, LimitError> {
+        self.acquire_with(None).await
+    }
+
+    /// Like [`LearnedPacer::acquire`], and when the turn is due, also waits for `extra`
+    /// (a user's hard ceiling, a limiter shared with other processes) before handing out
+    /// the ticket. Callers pass both in send order, so `extra`'s spacing holds between
+    /// the sends themselves and the ticket is the time the send really goes.
+    pub async fn acquire_with(&self, extra: Option<&dyn Limiter>) -> Result<Instant, LimitError> {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let _waiting = Waiting(&self.waiting);
+        let _turn = self.turn.lock().await;
+        let mut extra = extra;
+        let mut waited_extra = false;
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let now = Instant::now();
+            let due = {
+                let mut core = self.lock();
+                if let Some(wait) = core.closed {
+                    return Err(LimitError::WaitTooLong {
+                        wait,
+                        cap: Duration::ZERO,
+                    });
+                }
+                match core.slot(now) {
+                    Some(t) if t <= now && extra.is_none() => {
+                        let ticket = if waited_extra { now } else { t };
+                        core.commit(ticket, now);
+                        return Ok(ticket);
+                    }
+                    other => other,
+                }
+            };
+            match (due, extra.take()) {
+                (Some(t), Some(limiter)) if t <= now => {
+                    limiter.acquire().await?;
+                    waited_extra = true;
+                }
+                (due, not_yet) => {
+                    extra = not_yet;
+                    match due {
+                        Some(t) => {
+                            tokio::select! {
+                                () = imggo_core::timer::sleep_until(t) => {}
+                                () = &mut changed => {}
+                            }
+                        }
+                        // A probe is out: its answer (or a timeout) decides the next slot.
+                        None => {
+                            tokio::select! {
+                                () = tokio::time::sleep(PROBE_TIMEOUT) => {
+                                    self.lock().probe = None;
+                                }
+                                () = &mut changed => {}
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The send of `ticket` was accepted by the server.
+    pub fn accepted(&self, ticket: Instant) {
+        self.lock().feedback(ticket, true, None, Instant::now());
+        self.changed.notify_waiters();
+    }
+
+    /// The send of `ticket` was refused with a 429 carrying `retry_after`.
+    pub fn refused(&self, ticket: Instant, retry_after: Option<Duration>) {
+        self.lock()
+            .feedback(ticket, false, retry_after, Instant::now());
+        self.changed.notify_waiters();
+    }
+
+    /// The send of `ticket` got no verdict on the limit (a 5xx, a dropped connection):
+    /// its slot is given back when nothing was admitted after it.
+    pub fn unused(&self, ticket: Instant) {
+        self.lock().unused(ticket);
+        self.changed.notify_waiters();
+    }
+
+    /// Ends every wait now and refuses every later one: the quota is gone for `wait`.
+    pub fn close(&self, wait: Duration) {
+        self.lock().closed = Some(wait);
+        self.changed.notify_waiters();
+    }
+
+    /// What the pacer knows now.
+    pub fn status(&self) -> PaceStatus {
+        let core = self.lock();
+        core.status(self.waiting.load(Ordering::Relaxed))
+    }
+}
+
+/// How long a probe may go unanswered before another one is sent.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Events kept for the measurements.
+const MAX_EVENTS: usize = 512;
+
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Open,
+    Discover,
+    Paced,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Event {
+    sent: Instant,
+    ok: bool,
+}
+
+/// The pacer's state and decisions, with the time passed in (so tests can simulate).
+#[derive(Debug)]
+struct Core {
+    cfg: PaceConfig,
+    mode: Mode,
+    /// Pace between two sends (Paced).
+    interval: Duration,
+    /// Known minimum gap; never paced below.
+    floor: Duration,
+    /// No slot before this (Paced).
+    next_slot: Instant,
+    /// The last slot handed out, for giving it back.
+    last_commit: Option<Instant>,
+    /// The probe in flight (Discover).
+    probe: Option<Instant>,
+    probes: u32,
+    /// Discovery bracket: `lo` is known too short, `hi` known long enough.
+    lo: Duration,
+    hi: Duration,
+    events: VecDeque<Event>,
+    /// The interval at the last 429 (Paced).
+    fail: Option<Duration>,
+    /// When pacing began.
+    paced_since: Option<Instant>,
+    /// 429s of sends before this were answered by the last raise already.
+    raised_at: Option<Instant>,
+    raise: f64,
+    accepted_at_raise: u64,
+    clean: u32,
+    step: f64,
+    accepted: u64,
+    refused: u64,
+    first_accept: Option<Instant>,
+    last_accept: Option<Instant>,
+    closed: Option<Duration>,
+}
+
+fn scale(d: Duration, f: f64) -> Duration {
+    Duration::try_from_secs_f64(d.as_secs_f64() * f).unwrap_or(Duration::MAX)
+}
+
+impl Core {
+    fn new(cfg: PaceConfig, now: Instant) -> Self {
+        Self {
+            cfg,
+            mode: Mode::Open,
+            interval: Duration::ZERO,
+            floor: Duration::ZERO,
+            next_slot: now,
+            last_commit: None,
+            probe: None,
+            probes: 0,
+            lo: Duration::ZERO,
+            hi: Duration::ZERO,
+            events: VecDeque::new(),
+            fail: None,
+            paced_since: None,
+            raised_at: None,
+            raise: cfg.raise,
+            accepted_at_raise: 0,
+            clean: 0,
+            step: cfg.base_step,
+            accepted: 0,
+            refused: 0,
+            first_accept: None,
+            last_accept: None,
+            closed: None,
+        }
+    }
+
+    fn set_floor(&mut self, gap: Duration, now: Instant) {
+        self.floor = gap;
+        if gap.is_zero() {
+            return;
+        }
+        let paced = scale(gap, 1.0 + self.cfg.margin);
+        if self.mode != Mode::Paced || self.interval < paced {
+            self.interval = paced;
+        }
+        if self.mode != Mode::Paced {
+            self.mode = Mode::Paced;
+            self.paced_since = Some(now);
+            self.next_slot = self.next_slot.max(now);
+        }
+    }
+
+    /// When the next send may go; `None` while a probe awaits its answer.
+    fn slot(&self, now: Instant) -> Option<Instant> {
+        match self.mode {
+            Mode::Open => Some(now),
+            Mode::Discover => {
+                if self.probe.is_some() {
+                    return None;
+                }
+                let gap = if self.lo.is_zero() {
+                    self.hi / 4
+                } else {
+                    Duration::from_secs_f64((self.lo.as_secs_f64() * self.hi.as_secs_f64()).sqrt())
+                };
+                let base = self.last_accept.unwrap_or(now);
+                Some((base + gap).max(now).max(self.next_slot))
+            }
+            Mode::Paced => Some(now.max(self.next_slot)),
+        }
+    }
+
+    fn commit(&mut self, slot: Instant, now: Instant) {
+        self.last_commit = Some(slot);
+        match self.mode {
+            Mode::Open => {}
+            Mode::Discover => {
+                self.probe = Some(slot);
+                self.probes += 1;
+            }
+            Mode::Paced => {
+                // Far behind (idle): start from now rather than sending a catch-up burst.
+                let base = if slot + self.interval < now {
+                    now
+                } else {
+                    slot
+                };
+                self.next_slot = base + self.interval;
+            }
+        }
+    }
+
+    fn unused(&mut self, ticket: Instant) {
+        if self.probe == Some(ticket) {
+            self.probe = None;
+        }
+        if self.mode == Mode::Paced && self.last_commit == Some(ticket) {
+            self.next_slot = ticket;
+            self.last_commit = None;
+        }
+    }
+
+    /// The latest accepted send before `t`.
+    fn accept_before(&self, t: Instant) -> Option<Instant> {
+        self.events
+            .iter()
+            .rev()
+            .filter(|e| e.sent < t)
+            .find(|e| e.ok)
+            .map(|e| e.sent)
+    }
+
+    fn record(&mut self, sent: Instant, ok: bool) {
+        let at = self.events.partition_point(|e| e.sent <= sent);
+        self.events.insert(at, Event { sent, ok });
+        while self.events.len() > MAX_EVENTS {
+            self.events.pop_front();
+        }
+    }
+
+    /// The server's own interval while saturated: the time between the first and the
+    /// last refusal of the recent window divided by the sends accepted in between (a
+    /// bucket is empty at both refusals, so it is exact up to one send, whatever the
+    /// burst).
+    ///
+    /// Only a storm counts (at least 3 refusals, one per 5 accepted sends or more, since
+    /// pacing began): the odd 429 of a paced run, or discovery's spaced probes, say
+    /// nothing about the server's rate.
+    fn saturated_interval(&self, now: Instant) -> Option<Duration> {
+        let from = now.checked_sub(self.cfg.window)?.max(self.paced_since?);
+        let recent = || self.events.iter().filter(move |e| e.sent >= from);
+        let refusals = recent().filter(|e| !e.ok).count();
+        if refusals < 3 || refusals * 5 < recent().count() - refusals {
+            return None;
+        }
+        let (mut first, mut last, mut between, mut pending) = (None, None, 0u32, 0u32);
+        for e in recent() {
+            if e.ok {
+                pending += 1;
+            } else {
+                if first.is_none() {
+                    first = Some(e.sent);
+                } else {
+                    between += pending;
+                }
+                pending = 0;
+                last = Some(e.sent);
+            }
+        }
+        let (first, last) = (first?, last?);
+        (between >= 4).then(|| (last - first) / between)
+    }
+
+    /// The server's interval measured between the previous refusal and the one sent at
+    /// `sent`: a bucket is empty at both, so the sends it accepted in between took it
+    /// that long each (a minimum gap gives about the pace itself). Needs 8 accepted sends
+    /// in between.
+    fn between_refusals(&self, sent: Instant) -> Option<Duration> {
+        let earlier = self.events.iter().rev().skip_while(|e| e.sent >= sent);
+        let (accepted, previous) = earlier
+            .enumerate()
+            .find(|(_, e)| !e.ok)
+            .map(|(i, e)| (i as u32, e.sent))?;
+        (accepted >= 8).then(|| (sent - previous) / accepted)
+    }
+
+    fn feedback(&mut self, sent: Instant, ok: bool, retry_after: Option<Duration>, now: Instant) {
+        let before = self.accept_before(sent);
+        self.record(sent, ok);
+        if ok {
+            self.accepted += 1;
+            self.first_accept = Some(self.first_accept.map_or(sent, |f| f.min(sent)));
+            self.last_accept = Some(self.last_accept.map_or(sent, |l| l.max(sent)));
+        } else {
+            self.refused += 1;
+        }
+        let gap = before.map(|b| sent - b);
+        match self.mode {
+            Mode::Open if !ok => {
+                self.mode = Mode::Discover;
+                self.hi = retry_after
+                    .unwrap_or(Duration::from_secs(1))
+                    .clamp(Duration::from_millis(1), Duration::from_secs(600));
+                self.lo = gap.unwrap_or(Duration::ZERO).min(self.hi / 2);
+                self.next_slot = now;
+            }
+            Mode::Open => {}
+            Mode::Discover => self.discover(sent, ok, gap, now),
+            Mode::Paced if ok => self.on_accept_paced(),
+            Mode::Paced => self.on_refusal_paced(sent, now),
+        }
+    }
+
+    fn discover(&mut self, sent: Instant, ok: bool, gap: Option<Duration>, now: Instant) {
+        let was_probe = self.probe == Some(sent);
+        if was_probe {
+            self.probe = None;
+        }
+        if let Some(gap) = gap {
+            if ok && was_probe {
+                self.hi = self.hi.min(gap);
+            } else if !ok {
+                self.lo = self.lo.max(gap);
+            }
+        }
+        if self.hi <= self.lo {
+            // Accepted sooner than a refused gap: a bucket's burst, not a gap. Pace by
+            // what the server accepted while saturated, and let 429s correct it.
+            let measured = self
+                .saturated_interval(now)
+                .map(|m| scale(m, 1.0 + self.cfg.margin));
+            self.pace(measured.unwrap_or(self.lo).max(self.lo), now);
+        } else if self.lo.as_secs_f64() * self.cfg.converge_ratio >= self.hi.as_secs_f64()
+            || self.probes >= self.cfg.max_probes
+        {
+            // `hi` was accepted: pace by it, and step down from it quickly, since the
+            // limit lies anywhere in the bracket.
+            let hi = self.hi;
+            self.pace(hi, now);
+        }
+    }
+
+    fn pace(&mut self, interval: Duration, now: Instant) {
+        self.mode = Mode::Paced;
+        self.paced_since = Some(now);
+        self.interval = interval.max(self.floor);
+        self.fail = None;
+        self.step = self.cfg.base_step;
+        self.clean = 0;
+        self.raised_at = Some(now);
+        self.next_slot = self.after_last_accept(now);
+    }
+
+    /// The earliest slot one interval after the latest accepted send (and not before now).
+    fn after_last_accept(&self, now: Instant) -> Instant {
+        let by_accept = self.last_accept.map_or(now, |a| a + self.interval);
+        self.next_slot.max(now).max(by_accept)
+    }
+
+    fn on_accept_paced(&mut self) {
+        self.clean += 1;
+        if self.clean < self.cfg.clean_run {
+            return;
+        }
+        self.clean = 0;
+        let near = self.fail.is_some_and(|f| {
+            self.interval <= scale(f, 1.0 + 3.0 * self.cfg.raise) && self.interval >= scale(f, 0.99)
+        });
+        let step = if near {
+            self.cfg.base_step
+        } else {
+            let s = self.step;
+            self.step = (self.step * 2.0).min(self.cfg.max_step);
+            s
+        };
+        self.interval = scale(self.interval, 1.0 - step).max(self.floor);
+    }
+
+    fn on_refusal_paced(&mut self, sent: Instant, now: Instant) {
+        if self.raised_at.is_some_and(|r| sent < r) {
+            return; // sent before the last raise: already answered
+        }
+        let quick = self.accepted.saturating_sub(self.accepted_at_raise) < self.cfg.quick_repeat;
+        self.raise = if quick && self.fail.is_some() {
+            (self.raise * 1.5).min(0.2)
+        } else {
+            self.cfg.raise
+        };
+        self.fail = Some(self.interval);
+        let mut next = scale(self.interval, 1.0 + self.raise);
+        if let Some(measured) = self
+            .saturated_interval(now)
+            .or_else(|| self.between_refusals(sent))
+        {
+            let measured = scale(measured, 1.0 + self.cfg.margin);
+            if measured > next {
+                next = measured;
+            }
+        }
+        self.interval = next.max(self.floor);
+        self.next_slot = self.after_last_accept(now);
+        self.raised_at = Some(now);
+        self.accepted_at_raise = self.accepted;
+        self.clean = 0;
+        self.step = self.cfg.base_step;
+    }
+
+    fn status(&self, waiting: usize) -> PaceStatus {
+        let source = match self.mode {
+            Mode::Open => PaceSource::Unlimited,
+            Mode::Discover => PaceSource::Discovering,
+            Mode::Paced if !self.floor.is_zero() => PaceSource::Account,
+            Mode::Paced => PaceSource::Learned,
+        };
+        let achieved_rate = match (self.first_accept, self.last_accept) {
+            (Some(f), Some(l)) if l > f && self.accepted > 1 => {
+                Some((self.accepted - 1) as f64 / (l - f).as_secs_f64())
+            }
+            _ => None,
+        };
+        PaceStatus {
+            source,
+            interval: (self.mode == Mode::Paced).then_some(self.interval),
+            accepted: self.accepted,
+            refused: self.refused,
+            waiting,
+            achieved_rate,
+            closed: self.closed.is_some(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+
+    /// A server limit, replayed on simulated time.
+    #[derive(Debug, Clone, Copy)]
+    enum Model {
+        /// GCRA: `rate` per second, `burst` at once.
+        Bucket { rate: f64, burst: f64 },
+        /// At least `gap` between two accepted sends.
+        MinGap { gap: Duration },
+    }
+
+    struct Server {
+        model: Model,
+        tokens: f64,
+        last: Option<Duration>,
+    }
+
+    impl Server {
+        fn new(model: Model) -> Self {
+            let tokens = match model {
+                Model::Bucket { burst, .. } => burst,
+                Model::MinGap { .. } => 0.0,
+            };
+            Self {
+                model,
+                tokens,
+                last: None,
+            }
+        }
+
+        /// Decides a request arriving at `t`; on refusal, the `Retry-After` (whole
+        /// seconds, rounded up, at least 1).
+        fn check(&mut self, t: Duration) -> Result<(), Duration> {
+            let wait = match self.model {
+                Model::Bucket { rate, burst } => {
+                    let dt = self.last.map_or(0.0, |l| t.saturating_sub(l).as_secs_f64());
+                    let t = self.last.map_or(t, |l| t.max(l));
+                    self.tokens = (self.tokens + dt * rate).min(burst);
+                    self.last = Some(t);
+                    if self.tokens >= 1.0 {
+                        self.tokens -= 1.0;
+                        return Ok(());
+                    }
+                    (1.0 - self.tokens) / rate
+                }
+                Model::MinGap { gap } => match self.last {
+                    Some(l) if t.saturating_sub(l) < gap => {
+                        (gap - t.saturating_sub(l)).as_secs_f64()
+                    }
+                    _ => {
+                        self.last = Some(t);
+                        return Ok(());
+                    }
+                },
+            };
+            Err(Duration::from_secs(wait.ceil().max(1.0) as u64))
+        }
+    }
+
+    struct Outcome {
+        elapsed: Duration,
+        refused_late: u64,
+        sent_late: u64,
+        refused: u64,
+    }
+
+    /// Sends until `n` are accepted, with `tasks` callers and a random network delay of
+    /// 0.3 to 2.3 ms each way.
+    fn simulate(model: Model, n: u64, tasks: usize, floor: Option<Duration>) -> Outcome {
+        let t0 = Instant::now();
+        let mut core = Core::new(PaceConfig::default(), t0);
+        if let Some(f) = floor {
+            core.set_floor(f, t0);
+        }
+        let mut server = Server::new(model);
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut jitter = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            Duration::from_micros(300 + rng % 2000)
+        };
+        // (time a caller is ready again), and answers (time, ticket, verdict).
+        let mut ready: BinaryHeap<Reverse<Duration>> =
+            (0..tasks).map(|_| Reverse(Duration::ZERO)).collect();
+        let mut answers: BinaryHeap<Reverse<(Duration, Duration, Option<Duration>)>> =
+            BinaryHeap::new();
+        let (mut now, mut accepted, mut refused) = (Duration::ZERO, 0u64, 0u64);
+        let (mut sent_late, mut refused_late) = (0u64, 0u64);
+        let late = Duration::from_secs(5);
+        while accepted < n {
+            // The head of the queue asks for a slot once a caller is ready.
+            let head = ready.peek().map(|r| r.0.max(now));
+            let slot = head.and_then(|h| core.slot(t0 + h).map(|s| (s - t0).max(h)));
+            let next_answer = answers.peek().map(|a| a.0 .0);
+            match (slot, next_answer) {
+                (Some(s), a) if a.is_none_or(|a| s <= a) => {
+                    now = s;
+                    ready.pop();
+                    core.commit(t0 + s, t0 + s);
+                    let verdict = server.check(s + jitter()).err();
+                    answers.push(Reverse((s + jitter() + jitter(), s, verdict)));
+                    if s >= late {
+                        sent_late += 1;
+                    }
+                }
+                (_, Some(_)) => {
+                    let Reverse((t, ticket, verdict)) = answers.pop().expect("peeked");
+                    now = t;
+                    match verdict {
+                        None => {
+                            accepted += 1;
+                            core.feedback(t0 + ticket, true, None, t0 + t);
+                            ready.push(Reverse(t));
+                        }
+                        Some(ra) => {
+                            refused += 1;
+                            if ticket >= late {
+                                refused_late += 1;
+                            }
+                            core.feedback(t0 + ticket, false, Some(ra), t0 + t);
+                            // The refused input waits out its Retry-After without holding
+                            // a concurrency slot: the next input takes the slot now.
+                            ready.push(Reverse(t));
+                        }
+                    }
+                }
+                (None, None) => panic!("stuck: no slot and no answer pending"),
+                (Some(_), None) => unreachable!(),
+            }
+        }
+        Outcome {
+            elapsed: now,
+            refused_late,
+            sent_late,
+            refused,
+        }
+    }
+
+    fn check(model: Model, n: u64, ideal: Duration, floor: Option<Duration>) {
+        let o = simulate(model, n, 10, floor);
+        let share = ideal.as_secs_f64() / o.elapsed.as_secs_f64();
+        let late = o.refused_late as f64 / o.sent_late.max(1) as f64;
+        eprintln!(
+            "{model:?}: {:.2} s for ideal {:.2} s ({:.1} %), {} refused, {} of {} after 5 s",
+            o.elapsed.as_secs_f64(),
+            ideal.as_secs_f64(),
+            100.0 * share,
+            o.refused,
+            o.refused_late,
+            o.sent_late
+        );
+        assert!(
+            share >= 0.95,
+            "{model:?}: {:.1} % of the allowed rate",
+            100.0 * share
+        );
+        assert!(
+            late <= 0.02,
+            "{model:?}: {:.1} % refused after 5 s",
+            100.0 * late
+        );
+    }
+
+    #[test]
+    fn holds_a_bucket_with_burst_one() {
+        // 10/s, 300 sends: ideal (300 - 1) / 10 s.
+        check(
+            Model::Bucket {
+                rate: 10.0,
+                burst: 1.0,
+            },
+            300,
+            Duration::from_secs_f64(29.9),
+            None,
+        );
+    }
+
+    #[test]
+    fn holds_a_bucket_with_a_burst() {
+        check(
+            Model::Bucket {
+                rate: 20.0,
+                burst: 10.0,
+            },
+            300,
+            Duration::from_secs_f64(14.5),
+            None,
+        );
+        check(
+            Model::Bucket {
+                rate: 5.0,
+                burst: 50.0,
+            },
+            300,
+            Duration::from_secs_f64(50.0),
+            None,
+        );
+    }
+
+    #[test]
+    fn holds_a_minimum_gap() {
+        let gap = Duration::from_millis(100);
+        check(
+            Model::MinGap { gap },
+            300,
+            Duration::from_secs_f64(29.9),
+            None,
+        );
+        // Known from the account's usage: paced from the first send.
+        check(
+            Model::MinGap { gap },
+            300,
+            Duration::from_secs_f64(29.9),
+            Some(gap),
+        );
+    }
+
+    #[test]
+    fn slow_limits_are_read_from_retry_after() {
+        // One per 2.5 s (the server rounds Retry-After up to 3 s).
+        let gap = Duration::from_millis(2500);
+        check(Model::MinGap { gap }, 120, gap * 119, None);
+    }
+
+    #[test]
+    fn a_raised_limit_is_found_again() {
+        let t0 = Instant::now();
+        let mut core = Core::new(PaceConfig::default(), t0);
+        core.pace(Duration::from_millis(100), t0);
+        core.fail = Some(Duration::from_millis(99));
+        // 400 accepted sends and no 429: the limit moved up, the pace follows.
+        let mut t = t0;
+        for _ in 0..400 {
+            t += core.interval;
+            core.commit(t, t);
+            core.feedback(t, true, None, t);
+        }
+        assert!(
+            core.interval < Duration::from_millis(50),
+            "{:?}",
+            core.interval
+        );
+    }
+
+    #[test]
+    fn unused_slots_are_given_back() {
+        let t0 = Instant::now();
+        let mut core = Core::new(PaceConfig::default(), t0);
+        core.set_floor(Duration::from_millis(100), t0);
+        let a = core.slot(t0).unwrap();
+        core.commit(a, a);
+        assert!(core.slot(a).unwrap() >= a + Duration::from_millis(100));
+        core.unused(a);
+        assert_eq!(core.slot(a), Some(a));
+    }
+
+    #[tokio::test]
+    async fn close_ends_every_wait() {
+        let p = std::sync::Arc::new(LearnedPacer::new());
+        p.set_min_interval(Duration::from_secs(3600));
+        let t = p.acquire().await.unwrap();
+        p.accepted(t);
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let p = p.clone();
+                tokio::spawn(async move { p.acquire().await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(p.status().waiting, 3);
+        p.close(Duration::from_secs(86_400));
+        for w in waiters {
+            let r = tokio::time::timeout(Duration::from_secs(2), w)
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(matches!(r, Err(LimitError::WaitTooLong { .. })), "{r:?}");
+        }
+        assert!(p.status().closed);
+    }
+}
