@@ -3,14 +3,16 @@
 //! checks zero failed inputs, one job per input and a bound on the 429s. Speed is measured
 //! by `scripts/bench-limits`, not here.
 
+mod common;
+use common::run_all;
+
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use imggo::core::Outcome;
 use imggo::emulator::{Config, Emulator, Faults, Handle, LatencyModel, Limits};
 use imggo::http::{Client, PollPolicy};
-use imggo::{Concurrency, Inputs, Journal, Pipeline, ResultLine, WaitMode};
+use imggo::{Concurrency, Journal, Pipeline, ResultLine, WaitMode};
 
 const KEY: &str = "imggo_limits_key";
 
@@ -58,16 +60,6 @@ fn pipeline(client: Client, pattern: &str) -> Pipeline {
         .wait(WaitMode::Poll(poll()))
         .build()
         .unwrap()
-}
-
-async fn run_all(pipeline: Pipeline, inputs: &[PathBuf]) -> (Vec<ResultLine>, imggo::Report) {
-    pipeline.prepare().await.unwrap();
-    let mut run = pipeline.run(Inputs::new(inputs.iter().map(|p| p.display().to_string())));
-    let mut lines = Vec::new();
-    while let Some(l) = run.next_line().await {
-        lines.push(l);
-    }
-    (lines, run.report().await)
 }
 
 /// Every input succeeded exactly once, and the emulator made one job per input.

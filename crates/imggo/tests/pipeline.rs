@@ -1,8 +1,10 @@
 //! The batch pipeline end to end against the emulator over loopback HTTP, on inputs derived
 //! from the real corpus.
 
+mod common;
+use common::run_all;
+
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,16 +49,6 @@ fn fast_poll() -> PollPolicy {
         max_interval: Duration::from_millis(50),
         deadline: Duration::from_secs(60),
     }
-}
-
-async fn run_all(pipeline: Pipeline, inputs: &[PathBuf]) -> (Vec<ResultLine>, imggo::Report) {
-    pipeline.prepare().await.unwrap();
-    let mut run = pipeline.run(Inputs::new(inputs.iter().map(|p| p.display().to_string())));
-    let mut lines = Vec::new();
-    while let Some(l) = run.next_line().await {
-        lines.push(l);
-    }
-    (lines, run.report().await)
 }
 
 fn count(lines: &[ResultLine], s: Outcome) -> usize {
