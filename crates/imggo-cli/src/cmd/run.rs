@@ -18,7 +18,7 @@ use imggo::{
     Concurrency, CountingRetry, Inputs, Journal, Pipeline, Report, WaitMode, WebhookRouter,
 };
 
-use super::common::{usage_error, Connection, FileConfig, Hooks};
+use super::common::{seconds, usage_error, Connection, FileConfig, Hooks};
 use super::progress::Progress;
 
 /// Flags of `imggo run`.
@@ -263,10 +263,7 @@ async fn build(args: &Args, file: &FileConfig, tracker: Arc<Tracker>) -> Result<
         rules.min_success_rate = Some(p / 100.0);
     }
     if let Some(s) = args.alert_p95 {
-        if !(s.is_finite() && s > 0.0) {
-            return Err(Error::Config("--alert-p95 wants positive seconds".into()));
-        }
-        rules.max_p95 = Some(Duration::from_secs_f64(s));
+        rules.max_p95 = Some(seconds("--alert-p95", s, false)?);
     }
 
     let (journal, done) = Journal::open(&args.out, args.resume)?;
@@ -304,7 +301,7 @@ async fn build(args: &Args, file: &FileConfig, tracker: Arc<Tracker>) -> Result<
             }
             WaitMode::Webhook {
                 router: WebhookRouter::spawn(receiver),
-                fallback_after: Duration::from_secs_f64(args.webhook_fallback.max(0.0)),
+                fallback_after: seconds("--webhook-fallback", args.webhook_fallback, true)?,
                 poll: PollPolicy::default(),
             }
         }
@@ -356,7 +353,7 @@ async fn shared_limiter(url: &str, rps: f64, args: &Args) -> Result<RedisLimiter
     let (limit, window) = if rps >= 1.0 {
         (rps.round() as u32, Duration::from_secs(1))
     } else {
-        (1, Duration::from_secs_f64(1.0 / rps))
+        (1, seconds("--rps (as 1/rps seconds)", 1.0 / rps, false)?)
     };
     let conn = RedisLimiter::connect(url)
         .await
