@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use imggo::core::Outcome;
 use imggo::emulator::{Config, Emulator, Handle, LatencyModel};
+use imggo::{Report, ResultLine};
 
 const KEY: &str = "imggo_hostile_test_key";
 
@@ -30,17 +32,21 @@ fn imggo(handle: &Handle, pattern: &str, out: &Path, extra: &[&str]) -> Command 
         "--endpoint",
         &handle.base_url(),
     ])
-    .args(["--api-key", KEY, "--cache", "off", "--quiet", "--out"])
+    .args(["--api-key", KEY, "--quiet", "--out"])
     .arg(out)
     .args(extra)
     .env_remove("IMGGO_API_KEY")
     .env_remove("IMGGO_ENDPOINT")
     .env_remove("IMGGO_PATTERN")
     .env_remove("IMGGO_CACHE")
+    .env_remove("IMGGO_LIMITER")
     .env("IMGGO_CONFIG", "/nonexistent/imggo-config.toml")
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
+    if !extra.contains(&"--cache") {
+        c.args(["--cache", "off"]);
+    }
     c
 }
 
@@ -63,6 +69,21 @@ async fn output(mut cmd: Command) -> Output {
     })
     .await
     .unwrap()
+}
+
+fn lines(out: &Path) -> Vec<ResultLine> {
+    std::fs::read(out)
+        .unwrap_or_default()
+        .split(|&b| b == b'\n')
+        .filter_map(|l| serde_json::from_slice(l).ok())
+        .collect()
+}
+
+/// The report `--json` prints last.
+fn report(o: &Output) -> Report {
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", stderr(o)))
 }
 
 fn stderr(o: &Output) -> String {
@@ -99,5 +120,206 @@ async fn absurd_seconds_and_rates_exit_2_not_101() {
         assert!(!err.contains("panicked"), "{flags:?}: {err}");
     }
     assert_eq!(handle.stats().ingests_accepted, 0);
+    handle.shutdown().await;
+}
+
+/// Case 2: `--resume` with another pattern redoes every input, and the report counts
+/// each resumed input once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_with_another_pattern_runs_everything_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let input_dir = dir.path().join("in");
+    let inputs = imggo_testkit::corpus_variants(&input_dir, 3, 0);
+    let (handle, first) = emulator().await;
+    let second = handle.create_pattern("another pattern", None).id;
+    let out = dir.path().join("results.jsonl");
+    let arg = input_dir.display().to_string();
+    let run = |pattern: &str, resume: bool| {
+        let mut flags = vec!["--no-optimize", "--json", &arg];
+        if resume {
+            flags.push("--resume");
+        }
+        output(imggo(&handle, pattern, &out, &flags))
+    };
+
+    let o = run(&first, false).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = run(&second, true).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        report(&o).resumed,
+        0,
+        "nothing was done with the second pattern"
+    );
+    let all = lines(&out);
+    assert_eq!(all.len(), 2 * inputs.len());
+    for pattern in [&first, &second] {
+        let done = all
+            .iter()
+            .filter(|l| &l.pattern_id == pattern && l.status == Outcome::Succeeded)
+            .count();
+        assert_eq!(done, inputs.len(), "{pattern}");
+    }
+    assert_eq!(handle.stats().jobs_created, 2 * inputs.len() as u64);
+
+    // Resumed again with the second pattern: nothing left, each input counted once.
+    let o = run(&second, true).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(report(&o).resumed, inputs.len() as u64);
+    assert_eq!(lines(&out).len(), 2 * inputs.len());
+    assert_eq!(handle.stats().jobs_created, 2 * inputs.len() as u64);
+    handle.shutdown().await;
+}
+
+/// Case 3: a run refused before it starts (an unknown pattern) keeps the results file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mistyped_pattern_leaves_the_results_file_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = imggo_testkit::corpus_variants(&dir.path().join("in"), 2, 0);
+    let (handle, pattern) = emulator().await;
+    let out = dir.path().join("results.jsonl");
+    let arg = inputs[0].display().to_string();
+    let o = output(imggo(&handle, &pattern, &out, &["--no-optimize", &arg])).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let before = std::fs::read(&out).unwrap();
+    assert_eq!(lines(&out).len(), 1);
+
+    let typo = "00000000-0000-0000-0000-000000000000";
+    let o = output(imggo(&handle, typo, &out, &["--no-optimize", &arg])).await;
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("pattern not found"), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        before,
+        "the results file was changed"
+    );
+    handle.shutdown().await;
+}
+
+/// Case 4: a results file whose last line was cut inside a UTF-8 character resumes,
+/// with a warning, and the input of the cut line runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_last_line_cut_inside_a_utf8_character_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let input_dir = dir.path().join("in");
+    let inputs = imggo_testkit::corpus_variants(&input_dir, 3, 0);
+    let last = input_dir.join("ü-last.jpg");
+    std::fs::rename(&inputs[2], &last).unwrap();
+    let (handle, pattern) = emulator().await;
+    let out = dir.path().join("results.jsonl");
+    let args: Vec<String> = [&inputs[0], &inputs[1]]
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let mut flags: Vec<&str> = vec!["--no-optimize"];
+    flags.extend(args.iter().map(String::as_str));
+    let o = output(imggo(&handle, &pattern, &out, &flags)).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // A kill while the line of `ü-last.jpg` was written: cut after the first byte of ü.
+    let mut cut = br#"{"input":""#.to_vec();
+    cut.extend_from_slice(last.display().to_string().as_bytes());
+    let at = cut.iter().position(|&b| b == 0xc3).unwrap() + 1;
+    cut.truncate(at);
+    let mut f = std::fs::OpenOptions::new().append(true).open(&out).unwrap();
+    std::io::Write::write_all(&mut f, &cut).unwrap();
+    drop(f);
+
+    let dir_arg = input_dir.display().to_string();
+    let o = output(imggo(
+        &handle,
+        &pattern,
+        &out,
+        &["--no-optimize", "--resume", &dir_arg],
+    ))
+    .await;
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("skipped 1 unreadable line"), "{err}");
+    let all = lines(&out);
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[2].input, last.display().to_string());
+    assert_eq!(handle.stats().jobs_created, 3);
+    handle.shutdown().await;
+}
+
+/// Case 5: a FIFO in an input directory is one failed line, not a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_in_an_input_directory_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let input_dir = dir.path().join("in");
+    let inputs = imggo_testkit::corpus_variants(&input_dir, 2, 0);
+    let fifo = input_dir.join("m-pipe.jpg");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let (handle, pattern) = emulator().await;
+    let out = dir.path().join("results.jsonl");
+    let arg = input_dir.display().to_string();
+    let o = output(imggo(&handle, &pattern, &out, &["--no-optimize", &arg])).await;
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let all = lines(&out);
+    assert_eq!(all.len(), inputs.len() + 1);
+    let failed: Vec<&ResultLine> = all.iter().filter(|l| l.status == Outcome::Failed).collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].input, fifo.display().to_string());
+    let message = &failed[0].error.as_ref().unwrap().message;
+    assert!(message.contains("FIFO"), "{message}");
+    handle.shutdown().await;
+}
+
+/// Case 6: `a -> .` and `b -> .` in an input directory: the walk ends and each image is
+/// sent once.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn symlink_loops_end_with_each_input_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let input_dir = dir.path().join("in");
+    let inputs = imggo_testkit::corpus_variants(&input_dir, 2, 0);
+    std::os::unix::fs::symlink(".", input_dir.join("a")).unwrap();
+    std::os::unix::fs::symlink(".", input_dir.join("b")).unwrap();
+    let (handle, pattern) = emulator().await;
+    let out = dir.path().join("results.jsonl");
+    let arg = input_dir.display().to_string();
+    let o = output(imggo(&handle, &pattern, &out, &["--no-optimize", &arg])).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mut got: Vec<String> = lines(&out).into_iter().map(|l| l.input).collect();
+    got.sort();
+    let want: Vec<String> = inputs.iter().map(|p| p.display().to_string()).collect();
+    assert_eq!(got, want);
+    handle.shutdown().await;
+}
+
+/// Case 7: a list line that is not UTF-8 is one failed line; the lines after it run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_line_that_is_not_utf8_does_not_drop_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = imggo_testkit::corpus_variants(&dir.path().join("in"), 3, 0);
+    let list = dir.path().join("list.txt");
+    let mut text = Vec::new();
+    for (i, p) in inputs.iter().enumerate() {
+        text.extend_from_slice(p.display().to_string().as_bytes());
+        text.push(b'\n');
+        if i == 0 {
+            text.extend_from_slice(b"bad-\xff\xfe.jpg\n");
+        }
+    }
+    std::fs::write(&list, text).unwrap();
+    let (handle, pattern) = emulator().await;
+    let out = dir.path().join("results.jsonl");
+    let arg = format!("@{}", list.display());
+    let o = output(imggo(&handle, &pattern, &out, &["--no-optimize", &arg])).await;
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let all = lines(&out);
+    assert_eq!(all.len(), inputs.len() + 1, "{all:?}");
+    let failed: Vec<&ResultLine> = all.iter().filter(|l| l.status == Outcome::Failed).collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].input, "bad-\\xff\\xfe.jpg");
+    let ok = all
+        .iter()
+        .filter(|l| l.status == Outcome::Succeeded)
+        .count();
+    assert_eq!(ok, inputs.len());
     handle.shutdown().await;
 }

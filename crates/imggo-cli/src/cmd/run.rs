@@ -15,7 +15,8 @@ use imggo::ratelimit::{
     TokenBucket,
 };
 use imggo::{
-    Concurrency, CountingRetry, Inputs, Journal, Pipeline, Report, WaitMode, WebhookRouter,
+    Concurrency, CountingRetry, Inputs, Journal, Pipeline, Report, ResumeKey, WaitMode,
+    WebhookRouter,
 };
 
 use super::common::{seconds, usage_error, Connection, FileConfig, Hooks};
@@ -104,17 +105,26 @@ async fn run_async(args: Args) -> ExitCode {
     };
     let Built {
         pipeline,
-        journal,
-        done,
+        mut journal,
         webhook_cleanup,
         metrics,
     } = built;
     if let Err(e) = pipeline.prepare().await {
         return usage_error(&explain(&e));
     }
+    // Only now may an earlier results file be emptied.
+    if let Err(e) = journal.start() {
+        return usage_error(&e);
+    }
+    if journal.torn_lines() > 0 {
+        eprintln!(
+            "imggo: warning: skipped {} unreadable lines of {} (cut by a kill or damaged); their inputs run again",
+            journal.torn_lines(),
+            args.out.display()
+        );
+    }
     let run_started = Instant::now();
     let mut run = pipeline.run(Inputs::new(args.inputs.clone()));
-    let mut journal = journal;
     // The total (for the ETA) costs a second walk of the inputs; stdin can't be read twice.
     let total = (!args.quiet && !args.inputs.iter().any(|i| i == "-"))
         .then(|| Inputs::new(args.inputs.clone()).count() as u64);
@@ -135,8 +145,7 @@ async fn run_async(args: Args) -> ExitCode {
         progress.tick(&tracker, run_started);
     }
     progress.finish();
-    let mut report: Report = run.report().await;
-    report.resumed += done;
+    let report: Report = run.report().await;
     if let Some(cleanup) = webhook_cleanup {
         cleanup.await;
     }
@@ -171,7 +180,6 @@ fn explain(e: &Error) -> String {
 struct Built {
     pipeline: Pipeline,
     journal: Journal,
-    done: u64,
     webhook_cleanup: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
     metrics: Option<tokio::task::JoinHandle<()>>,
 }
@@ -266,8 +274,8 @@ async fn build(args: &Args, file: &FileConfig, tracker: Arc<Tracker>) -> Result<
         rules.max_p95 = Some(seconds("--alert-p95", s, false)?);
     }
 
-    let (journal, done) = Journal::open(&args.out, args.resume)?;
-    let done_count = done.len() as u64;
+    let resume = args.resume.then(|| ResumeKey::new(pattern.clone()));
+    let (journal, done) = Journal::open(&args.out, resume.as_ref())?;
 
     let mut webhook_cleanup = None;
     let wait = match (&args.webhook_listen, &args.webhook_secret) {
@@ -338,7 +346,6 @@ async fn build(args: &Args, file: &FileConfig, tracker: Arc<Tracker>) -> Result<
     Ok(Built {
         pipeline: b.build()?,
         journal,
-        done: done_count,
         webhook_cleanup,
         metrics,
     })
