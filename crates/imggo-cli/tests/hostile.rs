@@ -323,3 +323,53 @@ async fn a_list_line_that_is_not_utf8_does_not_drop_the_rest() {
     assert_eq!(ok, inputs.len());
     handle.shutdown().await;
 }
+
+/// Redis passwords stay out of `--help` and of error messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_passwords_are_never_printed() {
+    let help = Command::new(env!("CARGO_BIN_EXE_imggo"))
+        .args(["run", "--help"])
+        .env("IMGGO_CACHE", "redis://:hunter2@127.0.0.1:1/")
+        .env("IMGGO_LIMITER", "redis://:hunter2@127.0.0.1:1/")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("IMGGO_LIMITER"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    let help = Command::new(env!("CARGO_BIN_EXE_imggo"))
+        .args(["cache", "--help"])
+        .env("IMGGO_CACHE", "redis://:hunter2@127.0.0.1:1/")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("hunter2"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let (handle, pattern) = emulator().await;
+    let out = dir.path().join("results.jsonl");
+    let url = "redis://:hunter2@127.0.0.1:1/";
+    let cases: &[&[&str]] = &[
+        &["--cache", url],
+        &["--rps", "5", "--limiter", url],
+        &["--rps", "0.5", "--limiter", url],
+    ];
+    for flags in cases {
+        let mut cmd = imggo(&handle, &pattern, &out, flags);
+        cmd.arg("https://example.test/a.jpg");
+        let o = output(cmd).await;
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{flags:?}: {err}");
+        assert!(
+            err.contains("redis://:***@127.0.0.1:1/"),
+            "{flags:?}: {err}"
+        );
+        assert!(!err.contains("hunter2"), "{flags:?}: {err}");
+    }
+    // From the environment, the same.
+    let mut cmd = imggo(&handle, &pattern, &out, &["--rps", "5"]);
+    cmd.env("IMGGO_LIMITER", url)
+        .arg("https://example.test/a.jpg");
+    let o = output(cmd).await;
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("hunter2"), "{}", stderr(&o));
+    handle.shutdown().await;
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use imggo::cache::{DedupOptions, Deduper, RedisLink, RedisOptions};
-use imggo::core::{AlertRules, Error, RateLimitObserver, Secret, Tracker};
+use imggo::core::{redact_url, AlertRules, Error, RateLimitObserver, Secret, Tracker};
 use imggo::http::{PollPolicy, ReceiverOptions, WebhookReceiver};
 use imggo::optimize::Options as OptimizeOptions;
 use imggo::ratelimit::{
@@ -40,12 +40,13 @@ pub struct Args {
     /// Ingests per second at most (local token bucket, or the shared one with --limiter).
     #[arg(long)]
     pub rps: Option<f64>,
-    /// Share the --rps limit between workers through Redis: redis://host:port/.
-    #[arg(long)]
+    /// Share the --rps limit between workers through Redis: redis://host:port/ (better:
+    /// set IMGGO_LIMITER when the URL holds a password).
+    #[arg(long, env = "IMGGO_LIMITER", hide_env_values = true)]
     pub limiter: Option<String>,
     /// Result cache: memory, file:DIR, redis://..., or off (default: a file cache in the
     /// user cache directory).
-    #[arg(long, env = "IMGGO_CACHE")]
+    #[arg(long, env = "IMGGO_CACHE", hide_env_values = true)]
     pub cache: Option<String>,
     /// Upload the original bytes.
     #[arg(long)]
@@ -249,13 +250,13 @@ async fn build(args: &Args, file: &FileConfig, tracker: Arc<Tracker>) -> Result<
         .unwrap_or_else(super::common::default_cache);
     let cache = super::common::open_cache(&cache_spec)
         .await
-        .map_err(|e| Error::Config(format!("--cache {cache_spec}: {e}")))?;
+        .map_err(|e| Error::Config(format!("--cache {}: {e}", redact_url(&cache_spec))))?;
     // Workers that share a Redis cache also share in-flight work: one job per image.
     let deduper = match imggo::cache::parse_cache_url(&cache_spec) {
         Ok(imggo::cache::CacheSpec::Redis(url)) => {
             let link = RedisLink::connect(&url, RedisOptions::default())
                 .await
-                .map_err(|e| Error::Config(format!("--cache {cache_spec}: {e}")))?;
+                .map_err(|e| Error::Config(format!("--cache {}: {e}", redact_url(&cache_spec))))?;
             Some(Arc::new(Deduper::with_redis(link, DedupOptions::default())))
         }
         _ => None,
@@ -364,10 +365,10 @@ async fn shared_limiter(url: &str, rps: f64, args: &Args) -> Result<RedisLimiter
     };
     let conn = RedisLimiter::connect(url)
         .await
-        .map_err(|e| Error::Config(format!("--limiter {url}: {e}")))?;
+        .map_err(|e| Error::Config(format!("--limiter {}: {e}", redact_url(url))))?;
     let key = Secret::new(args.conn.api_key.clone().unwrap_or_default());
     RedisLimiter::new(conn, Subject::api_key(&key), limit, window)
-        .map_err(|e| Error::Config(format!("--limiter {url}: {e}")))
+        .map_err(|e| Error::Config(format!("--limiter {}: {e}", redact_url(url))))
 }
 
 /// Fans rate-limit headers out to several observers.
