@@ -324,6 +324,33 @@ async fn a_list_line_that_is_not_utf8_does_not_drop_the_rest() {
     handle.shutdown().await;
 }
 
+/// Files that cannot be read (missing, unreadable even by root, a device) fail with one
+/// line each, and the rest of the batch runs.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_inputs_fail_with_one_line_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = imggo_testkit::corpus_variants(&dir.path().join("in"), 1, 0);
+    let (handle, pattern) = emulator().await;
+    let out = dir.path().join("results.jsonl");
+    let good = inputs[0].display().to_string();
+    let missing = dir.path().join("missing.jpg").display().to_string();
+    let bad = ["/proc/self/mem", missing.as_str(), "/dev/null"];
+    let mut flags = vec!["--no-optimize", good.as_str()];
+    flags.extend(bad);
+    let o = output(imggo(&handle, &pattern, &out, &flags)).await;
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let all = lines(&out);
+    assert_eq!(all.len(), 4, "{all:?}");
+    for input in bad {
+        let mine: Vec<&ResultLine> = all.iter().filter(|l| l.input == input).collect();
+        assert_eq!(mine.len(), 1, "{input}: {all:?}");
+        assert_eq!(mine[0].status, Outcome::Failed, "{input}");
+    }
+    assert_eq!(handle.stats().jobs_created, 1);
+    handle.shutdown().await;
+}
+
 /// Redis passwords stay out of `--help` and of error messages.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_passwords_are_never_printed() {

@@ -130,6 +130,14 @@ mod tests {
         assert!(e.to_string().contains("FIFO"), "{e}");
     }
 
+    /// A regular file that cannot be read (even by root) is an error, not a panic.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_unreadable_regular_file_is_an_error() {
+        // Address 0 of this process is not mapped: reading it fails with EIO.
+        assert!(read_bounded(Path::new("/proc/self/mem"), 1 << 20).is_err());
+    }
+
     /// A file whose size says less than it holds (as a file that grows after a size
     /// check would) is still read no further than the limit.
     #[cfg(target_os = "linux")]
