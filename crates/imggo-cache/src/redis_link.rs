@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use crate::error::mask_url;
 use crate::CacheError;
+use imggo_core::redact_url;
 
 /// How a [`RedisLink`] talks to Redis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +62,7 @@ impl RedisLink {
     /// Builds the link without connecting: the first call connects, and a Redis that is
     /// down at start is handled like one that goes down later.
     pub fn connect_lazy(url: &str, options: RedisOptions) -> Result<Self, CacheError> {
-        let masked: Arc<str> = mask_url(url).into();
+        let masked: Arc<str> = redact_url(url).into();
         let redis_err = |source| CacheError::Redis {
             url: masked.to_string(),
             source,

@@ -4,11 +4,11 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::error::mask_url;
 use crate::{
     Cache, CacheError, FileCache, FileCacheConfig, MemoryCache, MemoryCacheConfig, RedisCache,
     RedisOptions, Tiered,
 };
+use imggo_core::redact_url;
 
 /// Which cache a URL names.
 #[derive(Clone, PartialEq, Eq)]
@@ -31,7 +31,7 @@ impl fmt::Display for CacheSpec {
             Self::Off => f.write_str("off"),
             Self::Memory => f.write_str("memory"),
             Self::File(p) => write!(f, "file:{}", p.display()),
-            Self::Redis(url) => f.write_str(&mask_url(url)),
+            Self::Redis(url) => f.write_str(&redact_url(url)),
         }
     }
 }
@@ -53,7 +53,7 @@ impl fmt::Debug for CacheSpec {
 pub fn parse_cache_url(input: &str) -> Result<CacheSpec, CacheError> {
     let text = input.trim();
     let bad = |reason: &str| CacheError::BadUrl {
-        input: mask_url(input),
+        input: redact_url(input),
         reason: reason.to_owned(),
     };
     let lower = text.to_ascii_lowercase();

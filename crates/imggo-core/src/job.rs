@@ -190,8 +190,60 @@ impl<'de> Deserialize<'de> for Manifest {
 /// through `serde_json::Value`, whose parser stops at 128 levels.
 const MAX_FAST_DEPTH: usize = 100;
 
+/// True when the JSON number `token` might be past `f64::MAX`, which serde_json refuses
+/// ("number out of range"): its integer digits plus its exponent exceed 308. Cheap and
+/// conservative (`1e308` counts); such text goes through the full parse, which decides.
+pub(crate) fn number_may_overflow(token: &[u8]) -> bool {
+    let token = token.strip_prefix(b"-").unwrap_or(token);
+    let int_digits = token.iter().take_while(|b| b.is_ascii_digit()).count();
+    let Some(e_at) = token.iter().position(|&b| b == b'e' || b == b'E') else {
+        return int_digits > 308;
+    };
+    let exp = &token[e_at + 1..];
+    let (negative, digits) = match exp.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, exp),
+    };
+    // Capped well past any f64 exponent, so the sum below cannot overflow.
+    let e = digits
+        .iter()
+        .filter(|d| d.is_ascii_digit())
+        .fold(0i64, |e, d| (e * 10 + i64::from(d - b'0')).min(1 << 20));
+    let e = if negative { -e } else { e };
+    int_digits as i64 + e > 308
+}
+
+/// True when no number in `bytes`, the text of a valid JSON value, might be out of `f64`
+/// range (see [`number_may_overflow`]).
+fn numbers_fit_f64(bytes: &[u8]) -> bool {
+    let is_number_byte = |b: &u8| matches!(b, b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-');
+    let (mut at, mut in_string) = (0, false);
+    while let Some(&b) = bytes.get(at) {
+        match (in_string, b) {
+            (true, b'\\') => at += 1,
+            (_, b'"') => in_string = !in_string,
+            (false, b'-' | b'0'..=b'9') => {
+                let len = bytes[at..]
+                    .iter()
+                    .position(|b| !is_number_byte(b))
+                    .unwrap_or(bytes.len() - at);
+                if number_may_overflow(&bytes[at..at + len]) {
+                    return false;
+                }
+                at += len;
+                continue;
+            }
+            _ => {}
+        }
+        at += 1;
+    }
+    true
+}
+
 /// True for the text of a JSON object that surely holds no `_raw` key and that
-/// `serde_json` parses back without hitting its nesting limit.
+/// `serde_json` parses back without hitting its nesting limit or a number out of `f64`
+/// range (`1e400`).
 fn simple_object(text: &str) -> bool {
     if !text.starts_with('{') || text.contains("_raw") {
         return false;
@@ -210,7 +262,7 @@ fn simple_object(text: &str) -> bool {
         })
         .sum();
     if brackets <= MAX_FAST_DEPTH && !bytes.contains(&b'\\') {
-        return true;
+        return numbers_fit_f64(bytes);
     }
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for &b in bytes {
@@ -236,7 +288,7 @@ fn simple_object(text: &str) -> bool {
             _ => {}
         }
     }
-    true
+    numbers_fit_f64(bytes)
 }
 
 /// A JSON object manifest, held as its JSON text: decoding a [`Job`] only checks and
@@ -255,9 +307,10 @@ impl JsonManifest {
     ///
     /// # Panics
     ///
-    /// Never for a manifest decoded from JSON (its nesting was checked on the way in).
-    /// A map built by hand with more than 127 levels of nesting, which serde_json cannot
-    /// read back, panics here.
+    /// Never for a manifest decoded from JSON: its nesting and its numbers were checked
+    /// on the way in (a manifest with a number out of `f64` range, such as `1e400`, is a
+    /// decoding error). A map built by hand with more than 127 levels of nesting, which
+    /// serde_json cannot read back, panics here.
     pub fn to_map(&self) -> Map<String, Value> {
         self.parse()
             .expect("a JsonManifest holds a JSON object that serde_json reads back")
@@ -269,7 +322,7 @@ impl JsonManifest {
     }
 
     /// Wraps the text of a JSON object that was already checked: valid, no `_raw` key,
-    /// nesting within [`MAX_FAST_DEPTH`].
+    /// nesting within [`MAX_FAST_DEPTH`], numbers that serde_json reads as `f64`.
     fn from_checked(text: &str) -> Self {
         Self(text.into())
     }
@@ -597,5 +650,37 @@ mod tests {
             JobStatus::Unknown("Archived".into())
         );
         assert!(serde_json::from_str::<JobStatus>("3").is_err());
+    }
+
+    #[test]
+    fn numbers_out_of_f64_range_are_decoding_errors_not_panics() {
+        let huge = "9".repeat(400);
+        for n in ["1e400", "-1E+400", "1.5e309", huge.as_str()] {
+            for text in [
+                format!(r#"{{"n":{n}}}"#),
+                format!(r#"{{"s":"\u0041","n":[{n}]}}"#), // escapes: the careful scan
+            ] {
+                assert!(serde_json::from_str::<Manifest>(&text).is_err(), "{text}");
+                let job = format!(r#"{{"id":"j","status":"succeeded","manifest":{text}}}"#);
+                assert!(Job::from_compact_json(&job).is_none(), "{job}");
+                assert!(serde_json::from_str::<Job>(&job).is_err(), "{job}");
+                let env = format!(r#"{{"success":true,"data":{job}}}"#);
+                assert!(Job::from_compact_json(&env).is_none(), "{env}");
+            }
+        }
+        // In range, with an exponent: decoded through the full parse, equal in value.
+        let job = r#"{"id":"j","status":"succeeded","manifest":{"n":1e5,"m":-2.5E-400}}"#;
+        let decoded: Job = serde_json::from_str(job).unwrap();
+        assert_eq!(
+            decoded.manifest.unwrap().to_value(),
+            json!({"n": 100000.0, "m": -0.0})
+        );
+        // Look-alikes inside strings keep the fast path and their text.
+        let text = r#"{"hash":"ab1e400","big":"1e400"}"#;
+        let Manifest::Json(m) = manifest(text) else {
+            panic!("not JSON");
+        };
+        assert_eq!(m.as_str(), text);
+        assert_eq!(m.to_map()["big"], "1e400");
     }
 }

@@ -53,5 +53,5 @@ pub use metrics::{Alert, AlertRules, LatencySummary, Outcome, Severity, Snapshot
 pub use pattern::{CreatePattern, ListPatterns, Pattern, PatternFormat, UpdatePattern};
 pub use policy::{RateLimitObserver, RetryPolicy};
 pub use ratelimit::{Quota, RateLimitInfo};
-pub use secret::Secret;
+pub use secret::{redact_url, Secret};
 pub use webhook::{CreateWebhook, EventKind, Webhook, WebhookEvent};

@@ -90,29 +90,53 @@ impl RateLimitInfo {
     }
 }
 
+/// The furthest ahead a period reset is believed: longer than any quota period (a month,
+/// a year of daily resets is not a thing). A header naming a later time, or one that does
+/// not fit a [`SystemTime`], is ignored rather than letting a proxy park the client.
+pub const MAX_RESET_AHEAD: Duration = Duration::from_secs(400 * 24 * 3600);
+
+/// The longest `Retry-After` taken as given; longer waits are clamped to this.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(1_000_000_000);
+
 fn parse_reset(v: &str, now: SystemTime) -> Option<SystemTime> {
     let v = v.trim();
-    if let Ok(n) = v.parse::<f64>() {
+    let at = if let Ok(n) = v.parse::<f64>() {
         if !n.is_finite() || n < 0.0 {
             return None;
         }
-        return Some(if (n as u64) < EPOCH_THRESHOLD {
-            now + Duration::from_secs_f64(n)
+        // `try_from_secs_f64` refuses what does not fit a Duration (1e20, say).
+        let d = Duration::try_from_secs_f64(n).ok()?;
+        if d.as_secs() < EPOCH_THRESHOLD {
+            now.checked_add(d)?
         } else {
-            UNIX_EPOCH + Duration::from_secs_f64(n)
-        });
-    }
-    httpdate::parse_http_date(v).ok()
+            UNIX_EPOCH.checked_add(d)?
+        }
+    } else {
+        httpdate::parse_http_date(v).ok()?
+    };
+    let horizon = now.checked_add(MAX_RESET_AHEAD)?;
+    (at <= horizon).then_some(at)
 }
 
-/// Parses `Retry-After`: delta seconds (integer or decimal) or an HTTP-date.
+/// Parses `Retry-After`: delta seconds (integer or decimal) or an HTTP-date. Negative,
+/// NaN, infinite and non-numeric values give `None`; waits longer than
+/// [`MAX_RETRY_AFTER`] are clamped to it.
 pub fn parse_retry_after(v: &str, now: SystemTime) -> Option<Duration> {
     let v = v.trim();
     if let Ok(n) = v.parse::<f64>() {
-        return (n.is_finite() && n >= 0.0).then(|| Duration::from_secs_f64(n.min(1e9)));
+        if !(n.is_finite() && n >= 0.0) {
+            return None;
+        }
+        return Some(
+            Duration::try_from_secs_f64(n).map_or(MAX_RETRY_AFTER, |d| d.min(MAX_RETRY_AFTER)),
+        );
     }
     let at = httpdate::parse_http_date(v).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    Some(
+        at.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_RETRY_AFTER),
+    )
 }
 
 #[cfg(test)]
@@ -173,5 +197,57 @@ mod tests {
         assert_eq!(info(&[], SystemTime::now()), None);
         assert_eq!(info(&[("retry-after", "soon")], SystemTime::now()), None);
         assert_eq!(info(&[("retry-after", "-3")], SystemTime::now()), None);
+    }
+
+    #[test]
+    fn absurd_values_never_panic() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        for v in [
+            "1e20",
+            "1e300",
+            "1e400",
+            "-1e20",
+            "-5",
+            "NaN",
+            "nan",
+            "inf",
+            "-inf",
+            "infinity",
+            "18446744073709551616",
+            "9223372036854775807",
+            "1e18",
+            "0x10",
+            "soon",
+            "",
+            " ",
+            "1.7976931348623157e308",
+            "-0",
+        ] {
+            let i = info(&[("x-ratelimit-reset", v), ("retry-after", v)], now);
+            if let Some(i) = i {
+                // Whatever was kept is usable arithmetic for a pacer.
+                if let Some(d) = i.reset_in(now) {
+                    assert!(d <= MAX_RESET_AHEAD, "{v}: {d:?}");
+                    let _ = std::time::Instant::now() + d;
+                }
+                if let Some(d) = i.retry_after {
+                    assert!(d <= MAX_RETRY_AFTER, "{v}: {d:?}");
+                    let _ = std::time::Instant::now() + d;
+                }
+            }
+        }
+        // A reset beyond the horizon is ignored; Retry-After is clamped.
+        let i = info(
+            &[("x-ratelimit-reset", "1e20"), ("retry-after", "1e20")],
+            now,
+        )
+        .unwrap();
+        assert_eq!(i.reset, None);
+        assert_eq!(i.retry_after, Some(MAX_RETRY_AFTER));
+        let i = info(&[("x-ratelimit-reset", "1e18")], now);
+        assert_eq!(i, None);
+        // Plain values still work.
+        let i = info(&[("x-ratelimit-reset", "30.5")], now).unwrap();
+        assert_eq!(i.reset_in(now), Some(Duration::from_millis(30_500)));
     }
 }

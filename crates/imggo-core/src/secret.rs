@@ -51,9 +51,49 @@ impl From<&str> for Secret {
     }
 }
 
+/// A URL fit for an error message or a log: the password of its user info is replaced by
+/// `***` (`redis://user:secret@host` → `redis://user:***@host`, `redis://:secret@host` →
+/// `redis://:***@host`), and user info without a colon, which may itself be a token,
+/// becomes `***`. Everything before the last `@` of what follows `://` counts as user
+/// info, so a password holding `/` or `@` is hidden whole. Text without `://` or `@` is
+/// returned as it is.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let (head, rest) = url.split_at(scheme_end + 3);
+    let Some(at) = rest.rfind('@') else {
+        return url.to_owned();
+    };
+    let (userinfo, host) = (&rest[..at], &rest[at + 1..]);
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{head}{user}:***@{host}"),
+        None => format!("{head}***@{host}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_lose_their_passwords() {
+        let same = "redis://127.0.0.1:6379/0";
+        assert_eq!(redact_url(same), same);
+        assert_eq!(redact_url("memory"), "memory");
+        assert_eq!(redact_url("redis://:hunter2@h:1/"), "redis://:***@h:1/");
+        assert_eq!(redact_url("rediss://u:p@ss@h/2"), "rediss://u:***@h/2");
+        assert_eq!(redact_url("redis://token@h"), "redis://***@h");
+        assert_eq!(redact_url("redis://:pa/ss@h/0"), "redis://:***@h/0");
+        assert_eq!(redact_url("redis://u:p:q@h"), "redis://u:***@h");
+        for url in [
+            "redis://:hunter2@h:1/",
+            "rediss://u:hunter2@x@h/2",
+            "redis://hunter2@h",
+        ] {
+            assert!(!redact_url(url).contains("hunter2"), "{url}");
+        }
+    }
 
     #[test]
     fn never_printed() {

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
+use crate::error::Error;
 use crate::job::{JobError, JobStatus, Manifest};
 use crate::secret::Secret;
 
@@ -138,15 +139,22 @@ pub struct WebhookEvent {
 }
 
 impl WebhookEvent {
-    /// The `timestamp` as a point in time, if it parses (RFC 3339, Unix seconds, or Unix
-    /// milliseconds).
-    pub fn sent_at(&self) -> Option<SystemTime> {
-        match self.timestamp.as_ref()? {
-            Value::String(s) => crate::time::parse_rfc3339(s)
+    /// The `timestamp` as a point in time (RFC 3339, Unix seconds, or Unix milliseconds):
+    /// `Ok(None)` when there is none, an [`Error::Decode`] when it is there but is not a
+    /// time (text that is neither, a negative, NaN or out-of-range number, a time past
+    /// what [`SystemTime`] holds).
+    pub fn sent_at(&self) -> Result<Option<SystemTime>, Error> {
+        let at = match &self.timestamp {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::String(s)) => crate::time::parse_rfc3339(s)
                 .or_else(|| s.parse::<f64>().ok().and_then(unix_number)),
-            Value::Number(n) => n.as_f64().and_then(unix_number),
-            _ => None,
-        }
+            Some(Value::Number(n)) => n.as_f64().and_then(unix_number),
+            Some(_) => None,
+        };
+        at.map(Some).ok_or_else(|| Error::Decode {
+            what: "webhook timestamp".into(),
+            message: "not an RFC 3339 time or Unix seconds/milliseconds in range".into(),
+        })
     }
 }
 
@@ -156,5 +164,45 @@ fn unix_number(n: f64) -> Option<SystemTime> {
     }
     // Anything past year 33658 in seconds is taken as milliseconds.
     let secs = if n > 1e12 { n / 1000.0 } else { n };
-    Some(UNIX_EPOCH + Duration::from_secs_f64(secs))
+    UNIX_EPOCH.checked_add(Duration::try_from_secs_f64(secs).ok()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(timestamp: &str) -> WebhookEvent {
+        serde_json::from_str(&format!(
+            r#"{{"event":"job.succeeded","job_id":"j","timestamp":{timestamp}}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn absurd_timestamps_are_errors_not_panics() {
+        for t in [
+            "1e300",
+            "-1",
+            "1.7e308",
+            "\"1e300\"",
+            "\"NaN\"",
+            "\"inf\"",
+            "\"soon\"",
+            "[]",
+            "18446744073709551615000",
+        ] {
+            assert!(
+                matches!(event(t).sent_at(), Err(Error::Decode { .. })),
+                "{t}"
+            );
+        }
+        assert_eq!(event("null").sent_at().unwrap(), None);
+        let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(event("1700000000").sent_at().unwrap(), Some(at));
+        assert_eq!(event("1700000000000").sent_at().unwrap(), Some(at));
+        assert_eq!(
+            event("\"2023-11-14T22:13:20Z\"").sent_at().unwrap(),
+            Some(at)
+        );
+    }
 }

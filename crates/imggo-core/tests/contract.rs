@@ -207,7 +207,7 @@ fn webhook_event_both_dialects() {
         "manifest": {"total": 1}, "error": null, "timestamp": "2025-01-15T10:00:01.250Z"}))
     .unwrap();
     assert_eq!(e.event, EventKind::JobSucceeded);
-    assert!(e.sent_at().is_some());
+    assert!(e.sent_at().unwrap().is_some());
     let e: WebhookEvent = serde_json::from_value(json!({
         "event": "job.completed", "job_id": "j1", "status": "completed",
         "result": {"total": 1}, "timestamp": 1736935201}))
@@ -217,6 +217,7 @@ fn webhook_event_both_dialects() {
     assert!(e.manifest.is_some());
     let secs = e
         .sent_at()
+        .unwrap()
         .unwrap()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -181,7 +181,7 @@ async fn deliveries_are_signed_over_the_exact_body() {
         let event: WebhookEvent = serde_json::from_slice(&got.body).unwrap();
         assert_eq!(event.job_id, job);
         assert_eq!(event.pattern_id.as_deref(), Some(pattern.id.as_str()));
-        assert!(event.sent_at().is_some());
+        assert!(event.sent_at().unwrap().is_some());
         match final_state["data"]["status"].as_str().unwrap() {
             "succeeded" => {
                 assert_eq!(event.event, EventKind::JobSucceeded);

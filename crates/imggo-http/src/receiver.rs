@@ -330,7 +330,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
         }
     };
     match event.sent_at() {
-        Some(at) => {
+        Ok(Some(at)) => {
             let now = SystemTime::now();
             let skew = match now.duration_since(at) {
                 Ok(past) => past,
@@ -344,11 +344,15 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
                 );
             }
         }
-        None if shared.options.require_timestamp => {
+        Ok(None) if shared.options.require_timestamp => {
             bump(&c.stale);
             return reply(StatusCode::BAD_REQUEST, "missing timestamp\n");
         }
-        None => {}
+        Ok(None) => {}
+        Err(_) => {
+            bump(&c.malformed);
+            return reply(StatusCode::BAD_REQUEST, "invalid timestamp\n");
+        }
     }
     let key = (event.job_id.clone(), event.event.as_str().to_owned());
     let fresh = shared

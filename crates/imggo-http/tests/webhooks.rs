@@ -170,6 +170,34 @@ async fn end_to_end_with_forged_replayed_and_duplicate_deliveries() {
 }
 
 #[tokio::test]
+async fn an_absurd_timestamp_is_refused_and_the_receiver_keeps_serving() {
+    let (addr, mut events) = receiver().await;
+    for t in ["1e300", "-1", "\"1e300\"", "[1]"] {
+        let body = format!(
+            r#"{{"event":"job.succeeded","job_id":"j-{t}","manifest":{{}},"timestamp":{t}}}"#
+        );
+        let body = body.as_bytes();
+        assert_eq!(
+            post(addr, body, Some(&sign(SECRET.as_bytes(), body))).await,
+            400,
+            "{t}"
+        );
+    }
+    let ok = event_body("job-ok", SystemTime::now());
+    assert_eq!(
+        post(addr, &ok, Some(&sign(SECRET.as_bytes(), &ok))).await,
+        200
+    );
+    let ev = tokio::time::timeout(Duration::from_secs(5), events.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ev.job_id, "job-ok");
+    assert_eq!(events.stats().malformed, 4);
+    events.shutdown().await;
+}
+
+#[tokio::test]
 async fn concurrent_repeats_of_a_delivery_are_handed_out_once() {
     // A sender that retries (the docs' schedule) may deliver the same event twice at once.
     let (addr, mut events) = receiver().await;

@@ -1,5 +1,6 @@
 //! The results file: one JSON line per input, appended and flushed as each input ends, and
-//! read back by `--resume`.
+//! read back by `--resume`, which counts an input as done only from lines of the same
+//! pattern ([`ResumeKey`]) and skips lines it cannot read.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -55,74 +56,106 @@ pub struct ResultLine {
     pub bytes_sent: u64,
 }
 
+/// What a line of an earlier run must match for `--resume` to count its input as done:
+/// the pattern it ran with (a run with another pattern redoes every input).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ResumeKey {
+    /// The pattern of this run.
+    pub pattern_id: String,
+}
+
+impl ResumeKey {
+    /// The key of a run with `pattern_id`.
+    pub fn new(pattern_id: impl Into<String>) -> Self {
+        Self {
+            pattern_id: pattern_id.into(),
+        }
+    }
+
+    fn matches(&self, line: &ResultLine) -> bool {
+        line.pattern_id == self.pattern_id
+    }
+}
+
 /// Appends result lines to a file, one `write` per line, flushed immediately, so a killed
 /// run loses at most the line being written.
+///
+/// Opening reads (with `--resume`) but changes nothing: the file is created, emptied
+/// (without `--resume`) or given the line break a cut last line lacks only by
+/// [`Journal::start`] (or the first [`Journal::append`]), so that a run refused before it
+/// starts (a bad flag, an unknown pattern) leaves an earlier results file as it was.
 pub struct Journal {
-    file: File,
     path: PathBuf,
+    /// Keep the lines already there.
+    resume: bool,
+    /// Set by `start`.
+    file: Option<File>,
+    torn: u64,
     buf: Vec<u8>,
 }
 
 impl Journal {
-    /// Opens `path`. With `resume`, existing lines are kept and the inputs they finished
-    /// (any status but `failed`) are returned; otherwise the file starts empty.
-    pub fn open(path: &Path, resume: bool) -> Result<(Self, HashSet<String>), Error> {
-        let io = |source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        };
+    /// Opens `path` without changing it. With `resume`, the inputs its lines show
+    /// finished for that key (the last line of an input has any status but `failed`) are
+    /// returned; lines that do not parse (cut by a kill, not UTF-8, not a result line) are
+    /// skipped and counted ([`Journal::torn_lines`]). Without `resume` the set is empty
+    /// and `start` empties the file.
+    pub fn open(path: &Path, resume: Option<&ResumeKey>) -> Result<(Self, HashSet<String>), Error> {
         let mut done = HashSet::new();
-        let file = if resume && path.exists() {
-            let mut f = OpenOptions::new()
-                .read(true)
-                .append(true)
-                .open(path)
-                .map_err(io)?;
-            for line in BufReader::new(&mut f).lines() {
-                let line = line.map_err(io)?;
-                // A line cut by a kill does not parse and is simply not done.
-                if let Ok(r) = serde_json::from_str::<ResultLine>(&line) {
-                    if r.status != Outcome::Failed {
-                        done.insert(r.input);
-                    } else {
-                        done.remove(&r.input);
+        let mut torn = 0;
+        if let Some(key) = resume {
+            match File::open(path) {
+                Ok(f) => {
+                    for line in BufReader::new(f).split(b'\n') {
+                        let line = line.map_err(|source| io_error(path, source))?;
+                        if line.trim_ascii().is_empty() {
+                            continue;
+                        }
+                        match serde_json::from_slice::<ResultLine>(&line) {
+                            Ok(r) if key.matches(&r) => {
+                                if r.status != Outcome::Failed {
+                                    done.insert(r.input);
+                                } else {
+                                    done.remove(&r.input);
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(_) => torn += 1,
+                        }
                     }
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(io_error(path, source)),
             }
-            // Make sure the next line does not glue onto a cut one.
-            let len = f.seek(SeekFrom::End(0)).map_err(io)?;
-            if len > 0 {
-                let mut last = [0u8; 1];
-                f.seek(SeekFrom::Start(len - 1)).map_err(io)?;
-                f.read_exact(&mut last).map_err(io)?;
-                if last[0] != b'\n' {
-                    f.write_all(b"\n").map_err(io)?;
-                }
-            }
-            f
-        } else {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(io)?;
-            }
-            OpenOptions::new()
-                .create(true)
-                .write(true)
-                .truncate(true)
-                .open(path)
-                .map_err(io)?;
-            OpenOptions::new().append(true).open(path).map_err(io)?
-        };
+        }
         Ok((
             Self {
-                file,
                 path: path.to_owned(),
+                resume: resume.is_some(),
+                file: None,
+                torn,
                 buf: Vec::with_capacity(1024),
             },
             done,
         ))
     }
 
-    /// Appends one line and flushes it to the OS.
+    /// Lines of the file that `open` could not read and skipped: a line cut by a kill, or
+    /// one damaged otherwise. Worth a warning; the inputs they named run again.
+    pub fn torn_lines(&self) -> u64 {
+        self.torn
+    }
+
+    /// Creates the file (and its directory), empties it unless resuming, and ends a cut
+    /// last line so that the next line does not glue onto it. Call it once the run is
+    /// sure to start; [`Journal::append`] calls it when it was not. Calling it again does
+    /// nothing.
+    pub fn start(&mut self) -> Result<(), Error> {
+        file(&mut self.file, &self.path, self.resume).map(|_| ())
+    }
+
+    /// Appends one line and flushes it to the OS (starting the file first if needed).
     pub fn append(&mut self, line: &ResultLine) -> Result<(), Error> {
         self.buf.clear();
         serde_json::to_writer(&mut self.buf, line).map_err(|e| Error::Decode {
@@ -130,10 +163,51 @@ impl Journal {
             message: e.to_string(),
         })?;
         self.buf.push(b'\n');
-        self.file.write_all(&self.buf).map_err(|source| Error::Io {
-            path: self.path.display().to_string(),
-            source,
-        })
+        file(&mut self.file, &self.path, self.resume)?
+            .write_all(&self.buf)
+            .map_err(|source| io_error(&self.path, source))
+    }
+}
+
+/// The journal's file, created (see [`Journal::start`]) by the first call.
+fn file<'a>(slot: &'a mut Option<File>, path: &Path, resume: bool) -> Result<&'a mut File, Error> {
+    let file = match slot.take() {
+        Some(f) => f,
+        None => create(path, resume)?,
+    };
+    Ok(slot.insert(file))
+}
+
+fn create(path: &Path, resume: bool) -> Result<File, Error> {
+    let io = |source| io_error(path, source);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut f = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(io)?;
+    if !resume {
+        f.set_len(0).map_err(io)?;
+    }
+    let len = f.seek(SeekFrom::End(0)).map_err(io)?;
+    if len > 0 {
+        let mut last = [0u8; 1];
+        f.seek(SeekFrom::Start(len - 1)).map_err(io)?;
+        f.read_exact(&mut last).map_err(io)?;
+        if last[0] != b'\n' {
+            f.write_all(b"\n").map_err(io)?;
+        }
+    }
+    Ok(f)
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> Error {
+    Error::Io {
+        path: path.display().to_string(),
+        source,
     }
 }
 
@@ -142,10 +216,14 @@ mod tests {
     use super::*;
 
     fn line(input: &str, status: Outcome) -> ResultLine {
+        line_with(input, "p", status)
+    }
+
+    fn line_with(input: &str, pattern: &str, status: Outcome) -> ResultLine {
         ResultLine {
             input: input.into(),
             content_hash: None,
-            pattern_id: "p".into(),
+            pattern_id: pattern.into(),
             job_id: None,
             status,
             manifest: None,
@@ -157,22 +235,31 @@ mod tests {
         }
     }
 
+    fn append(p: &Path, bytes: &[u8]) {
+        OpenOptions::new()
+            .append(true)
+            .open(p)
+            .unwrap()
+            .write_all(bytes)
+            .unwrap();
+    }
+
     #[test]
     fn resume_skips_finished_and_survives_a_cut_line() {
+        let key = ResumeKey::new("p");
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("out/results.jsonl");
-        let (mut j, done) = Journal::open(&p, true).unwrap();
+        let (mut j, done) = Journal::open(&p, Some(&key)).unwrap();
         assert!(done.is_empty());
         j.append(&line("a", Outcome::Succeeded)).unwrap();
         j.append(&line("b", Outcome::Failed)).unwrap();
         j.append(&line("c", Outcome::Cached)).unwrap();
         drop(j);
         // Simulate a kill in the middle of a line.
-        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
-        f.write_all(br#"{"input":"d","status":"succ"#).unwrap();
-        drop(f);
-        let (mut j, done) = Journal::open(&p, true).unwrap();
+        append(&p, br#"{"input":"d","status":"succ"#);
+        let (mut j, done) = Journal::open(&p, Some(&key)).unwrap();
         assert_eq!(done, HashSet::from(["a".to_string(), "c".to_string()]));
+        assert_eq!(j.torn_lines(), 1);
         j.append(&line("b", Outcome::Succeeded)).unwrap();
         drop(j);
         let text = std::fs::read_to_string(&p).unwrap();
@@ -182,11 +269,67 @@ mod tests {
             .filter(|l| serde_json::from_str::<ResultLine>(l).is_ok())
             .count();
         assert_eq!(parsed, 4);
-        let (_, done) = Journal::open(&p, true).unwrap();
+        let (_, done) = Journal::open(&p, Some(&key)).unwrap();
         assert!(done.contains("b"));
-        // Without --resume the file starts over.
-        let (_, done) = Journal::open(&p, false).unwrap();
+        // Without --resume the file starts over, once the run starts.
+        let (mut j, done) = Journal::open(&p, None).unwrap();
         assert!(done.is_empty());
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), text);
+        j.start().unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "");
+    }
+
+    #[test]
+    fn a_last_line_cut_inside_a_utf8_character_is_skipped_and_counted() {
+        let key = ResumeKey::new("p");
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("results.jsonl");
+        let (mut j, _) = Journal::open(&p, None).unwrap();
+        j.append(&line("é.jpg", Outcome::Succeeded)).unwrap();
+        drop(j);
+        let mut whole = serde_json::to_vec(&line("ü.jpg", Outcome::Succeeded)).unwrap();
+        let cut = whole.iter().position(|&b| b == 0xc3).unwrap() + 1;
+        whole.truncate(cut); // ends inside the two bytes of ü
+        append(&p, &whole);
+        append(&p, b"\n\xff\xfe garbage\nnot json\n");
+        append(&p, &whole);
+        let (mut j, done) = Journal::open(&p, Some(&key)).unwrap();
+        assert_eq!(done, HashSet::from(["é.jpg".to_string()]));
+        assert_eq!(j.torn_lines(), 4);
+        j.append(&line("ü.jpg", Outcome::Succeeded)).unwrap();
+        drop(j);
+        let (j, done) = Journal::open(&p, Some(&key)).unwrap();
+        assert_eq!(done.len(), 2);
+        assert_eq!(j.torn_lines(), 4);
+    }
+
+    #[test]
+    fn resume_counts_only_lines_of_the_same_pattern() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("results.jsonl");
+        let (mut j, _) = Journal::open(&p, None).unwrap();
+        j.append(&line_with("a", "p1", Outcome::Succeeded)).unwrap();
+        j.append(&line_with("b", "p1", Outcome::Succeeded)).unwrap();
+        j.append(&line_with("b", "p2", Outcome::Cached)).unwrap();
+        drop(j);
+        let (_, done) = Journal::open(&p, Some(&ResumeKey::new("p2"))).unwrap();
+        assert_eq!(done, HashSet::from(["b".to_string()]));
+        let (_, done) = Journal::open(&p, Some(&ResumeKey::new("p1"))).unwrap();
+        assert_eq!(done.len(), 2);
+        let (_, done) = Journal::open(&p, Some(&ResumeKey::new("p3"))).unwrap();
+        assert!(done.is_empty());
+    }
+
+    #[test]
+    fn opening_changes_nothing_until_the_run_starts() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("new/results.jsonl");
+        let (j, _) = Journal::open(&p, None).unwrap();
+        drop(j);
+        assert!(!p.exists() && !p.parent().unwrap().exists());
+        let (mut j, _) = Journal::open(&p, Some(&ResumeKey::new("p"))).unwrap();
+        j.start().unwrap();
+        j.start().unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"");
     }
 }

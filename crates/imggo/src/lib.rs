@@ -33,6 +33,7 @@ pub mod input;
 pub mod journal;
 pub mod metrics;
 pub mod pipeline;
+mod read;
 pub mod report;
 pub mod synth;
 mod timing;
@@ -47,7 +48,8 @@ pub use imggo_ratelimit as ratelimit;
 
 pub use hooks::CountingRetry;
 pub use input::{Input, Inputs};
-pub use journal::{ErrorInfo, Journal, ResultLine};
+pub use journal::{ErrorInfo, Journal, ResultLine, ResumeKey};
 pub use pipeline::{Concurrency, Pipeline, PipelineBuilder, Run, WaitMode};
+pub use read::read_bounded;
 pub use report::{PaceSummary, Report};
 pub use webhook::WebhookRouter;

@@ -656,14 +656,7 @@ impl Shared {
                         .as_ref()
                         .map_or(MAX_UPLOAD_BYTES, |o| o.max_input_bytes) as u64;
                 let read = tokio::task::spawn_blocking(move || {
-                    let len = std::fs::metadata(&path)?.len();
-                    if len > limit {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::InvalidData,
-                            format!("{len} bytes is over the {limit}-byte limit"),
-                        ));
-                    }
-                    std::fs::read(&path).map(|b| (ContentHash::of(&b), b))
+                    crate::read_bounded(&path, limit).map(|b| (ContentHash::of(&b), b))
                 })
                 .await;
                 match read {

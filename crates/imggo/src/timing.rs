@@ -48,6 +48,9 @@ pub(crate) struct Schedule {
     offset_us: i64,
 }
 
+/// The longest `latency_ms` a server report counts as (a day).
+const MAX_LATENCY_MS: u64 = 24 * 3600 * 1000;
+
 impl JobClock {
     /// The poll policy for the next job: `base` with its first two waits set from the
     /// estimate, or `base` itself before any job has finished. Neither wait exceeds
@@ -94,8 +97,10 @@ impl JobClock {
             e.offset_us = e.offset_us.clamp(-limit, limit.max(1000));
         }
         let Some(ms) = latency_ms else { return };
-        // `latency_ms` is whole milliseconds rounded down.
-        let sample = ms.saturating_mul(1000).saturating_add(500);
+        // `latency_ms` is whole milliseconds rounded down, and comes from the server: past
+        // a day it says nothing about when to poll, and it must not overflow the signed
+        // arithmetic of the offset above.
+        let sample = ms.min(MAX_LATENCY_MS) * 1000 + 500;
         *state = Some(match *state {
             None => Estimate {
                 mean_us: sample,
@@ -148,6 +153,18 @@ mod tests {
         };
         clock.observe(&s, polls, Some(done.as_millis() as u64));
         (waited, polls > 1)
+    }
+
+    #[test]
+    fn absurd_server_latencies_do_not_panic() {
+        let clock = JobClock::default();
+        for ms in [u64::MAX, 9_300_000_000_000_000, 1 << 62, 0, u64::MAX] {
+            let s = clock.schedule(&base());
+            clock.observe(&s, 1, Some(ms));
+            let s = clock.schedule(&base());
+            clock.observe(&s, 2, Some(ms));
+            assert!(clock.schedule(&base()).policy.first <= base().max_interval);
+        }
     }
 
     #[test]

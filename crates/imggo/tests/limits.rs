@@ -12,7 +12,7 @@ use std::time::Duration;
 use imggo::core::Outcome;
 use imggo::emulator::{Config, Emulator, Faults, Handle, LatencyModel, Limits};
 use imggo::http::{Client, PollPolicy};
-use imggo::{Concurrency, Journal, Pipeline, ResultLine, WaitMode};
+use imggo::{Concurrency, Journal, Pipeline, ResultLine, ResumeKey, WaitMode};
 
 const KEY: &str = "imggo_limits_key";
 
@@ -142,8 +142,10 @@ async fn an_exhausted_quota_fails_fast_and_resume_goes_on_after_the_reset() {
     let pattern = handle.create_pattern("limits", None).id;
     let out = dir.path().join("results.jsonl");
 
-    let (mut journal, done) = Journal::open(&out, true).unwrap();
+    let key = ResumeKey::new(&pattern);
+    let (mut journal, done) = Journal::open(&out, Some(&key)).unwrap();
     assert!(done.is_empty());
+    journal.start().unwrap();
     let started = std::time::Instant::now();
     let (lines, report) = run_all(pipeline(client(&handle, KEY), &pattern), &inputs).await;
     for l in &lines {
@@ -176,8 +178,9 @@ async fn an_exhausted_quota_fails_fast_and_resume_goes_on_after_the_reset() {
 
     // The month ends; the same run with --resume does the 15 that failed, and only them.
     handle.start_new_period();
-    let (mut journal, done) = Journal::open(&out, true).unwrap();
+    let (mut journal, done) = Journal::open(&out, Some(&key)).unwrap();
     assert_eq!(done.len(), 15);
+    journal.start().unwrap();
     let p = Pipeline::builder()
         .client(client(&handle, KEY))
         .pattern(&pattern)
@@ -198,7 +201,7 @@ async fn an_exhausted_quota_fails_fast_and_resume_goes_on_after_the_reset() {
     assert!(bad.is_empty(), "{bad:?}");
     assert_eq!((report.inputs, report.resumed), (30, 15));
     assert_eq!(handle.stats().jobs_created, 30);
-    let (_, done) = Journal::open(&out, true).unwrap();
+    let (_, done) = Journal::open(&out, Some(&key)).unwrap();
     assert_eq!(done.len(), 30);
     handle.shutdown().await;
 }

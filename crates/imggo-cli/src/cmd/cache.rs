@@ -10,7 +10,7 @@ pub struct Args {
     #[command(subcommand)]
     cmd: CacheCmd,
     /// The cache: memory, file:DIR, redis://... (default: the file cache `imggo run` uses).
-    #[arg(long, env = "IMGGO_CACHE", global = true)]
+    #[arg(long, env = "IMGGO_CACHE", hide_env_values = true, global = true)]
     cache: Option<String>,
 }
 
@@ -33,7 +33,9 @@ pub fn run(args: Args) -> ExitCode {
         let cache = match open_cache(&spec).await {
             Ok(Some(c)) => c,
             Ok(None) => return usage_error(&"the cache is off"),
-            Err(e) => return usage_error(&format!("--cache {spec}: {e}")),
+            Err(e) => {
+                return usage_error(&format!("--cache {}: {e}", imggo::core::redact_url(&spec)))
+            }
         };
         match args.cmd {
             CacheCmd::Stats => {

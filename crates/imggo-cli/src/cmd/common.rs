@@ -144,14 +144,10 @@ impl Connection {
             .ok_or_else(|| {
                 Error::Config("no API key: pass --api-key or set IMGGO_API_KEY".into())
             })?;
-        if !(self.timeout.is_finite() && self.timeout > 0.0) {
-            return Err(Error::Config(
-                "--timeout must be a positive number of seconds".into(),
-            ));
-        }
+        let timeout = seconds("--timeout", self.timeout, false)?;
         let mut b: ClientBuilder = Client::builder()
             .api_key(Secret::new(key))
-            .attempt_timeout(Duration::from_secs_f64(self.timeout));
+            .attempt_timeout(timeout);
         if let Some(r) = hooks.retry {
             b = b.retry_policy(r);
         }
@@ -164,6 +160,25 @@ impl Connection {
             _ => Client::fastest(&endpoints, b).await,
         }
     }
+}
+
+/// The longest time a seconds flag takes (about 31 years): longer than any real wait,
+/// short enough that adding it to a clock never overflows.
+pub const MAX_FLAG_SECONDS: f64 = 1e9;
+
+/// Converts the value of a seconds flag to a [`Duration`]: a finite number above zero
+/// (or zero too, with `zero_ok`) and at most [`MAX_FLAG_SECONDS`]; anything else
+/// (negative, NaN, infinite, `1e30`) is a usage error naming the flag.
+pub fn seconds(flag: &str, secs: f64, zero_ok: bool) -> Result<Duration, Error> {
+    let low_ok = if zero_ok { secs >= 0.0 } else { secs > 0.0 };
+    if !(low_ok && secs <= MAX_FLAG_SECONDS) {
+        let low = if zero_ok { "0" } else { "above 0" };
+        return Err(Error::Config(format!(
+            "{flag} {secs}: want seconds, {low} and at most {MAX_FLAG_SECONDS:e}"
+        )));
+    }
+    Duration::try_from_secs_f64(secs)
+        .map_err(|e| Error::Config(format!("{flag} {secs}: not a duration: {e}")))
 }
 
 /// Prints `imggo: <error>` and returns the usage exit code (2).
@@ -221,5 +236,29 @@ mod tests {
             "http://127.0.0.1:8080/api"
         );
         assert!(normalize_endpoint("img-go.com").is_err());
+    }
+
+    #[test]
+    fn seconds_flags_refuse_what_a_duration_cannot_hold() {
+        assert_eq!(
+            seconds("--t", 1.5, false).unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(seconds("--t", 0.0, true).unwrap(), Duration::ZERO);
+        for bad in [
+            0.0,
+            -1.0,
+            1e30,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -0.0,
+        ] {
+            let e = seconds("--t", bad, false).unwrap_err().to_string();
+            assert!(e.contains("--t"), "{e}");
+        }
+        for bad in [-1.0, 1e30, f64::NAN, f64::INFINITY] {
+            assert!(seconds("--t", bad, true).is_err());
+        }
     }
 }

@@ -130,7 +130,7 @@ async fn run_async(args: Args) -> ExitCode {
     };
 
     let out = dir.path().join("results.jsonl");
-    let (mut journal, _) = match Journal::open(&out, false) {
+    let (mut journal, _) = match Journal::open(&out, None) {
         Ok(j) => j,
         Err(e) => return usage_error(&e),
     };

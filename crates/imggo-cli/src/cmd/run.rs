@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use imggo::cache::{DedupOptions, Deduper, RedisLink, RedisOptions};
-use imggo::core::{AlertRules, Error, RateLimitObserver, Secret, Tracker};
+use imggo::core::{redact_url, AlertRules, Error, RateLimitObserver, Secret, Tracker};
 use imggo::http::{PollPolicy, ReceiverOptions, WebhookReceiver};
 use imggo::optimize::Options as OptimizeOptions;
 use imggo::ratelimit::{
@@ -15,10 +15,11 @@ use imggo::ratelimit::{
     TokenBucket,
 };
 use imggo::{
-    Concurrency, CountingRetry, Inputs, Journal, Pipeline, Report, WaitMode, WebhookRouter,
+    Concurrency, CountingRetry, Inputs, Journal, Pipeline, Report, ResumeKey, WaitMode,
+    WebhookRouter,
 };
 
-use super::common::{usage_error, Connection, FileConfig, Hooks};
+use super::common::{seconds, usage_error, Connection, FileConfig, Hooks};
 use super::progress::Progress;
 
 /// Flags of `imggo run`.
@@ -41,12 +42,13 @@ pub struct Args {
     /// rate is learned from its answers.
     #[arg(long)]
     pub rps: Option<f64>,
-    /// Share the --rps limit between workers through Redis: redis://host:port/.
-    #[arg(long)]
+    /// Share the --rps limit between workers through Redis: redis://host:port/ (better:
+    /// set IMGGO_LIMITER when the URL holds a password).
+    #[arg(long, env = "IMGGO_LIMITER", hide_env_values = true)]
     pub limiter: Option<String>,
     /// Result cache: memory, file:DIR, redis://..., or off (default: a file cache in the
     /// user cache directory).
-    #[arg(long, env = "IMGGO_CACHE")]
+    #[arg(long, env = "IMGGO_CACHE", hide_env_values = true)]
     pub cache: Option<String>,
     /// Upload the original bytes.
     #[arg(long)]
@@ -106,18 +108,27 @@ async fn run_async(args: Args) -> ExitCode {
     };
     let Built {
         pipeline,
-        journal,
-        done,
+        mut journal,
         webhook_cleanup,
         metrics,
     } = built;
     if let Err(e) = pipeline.prepare().await {
         return usage_error(&explain(&e));
     }
+    // Only now may an earlier results file be emptied.
+    if let Err(e) = journal.start() {
+        return usage_error(&e);
+    }
+    if journal.torn_lines() > 0 {
+        eprintln!(
+            "imggo: warning: skipped {} unreadable lines of {} (cut by a kill or damaged); their inputs run again",
+            journal.torn_lines(),
+            args.out.display()
+        );
+    }
     let run_started = Instant::now();
     let pacer = pipeline.pacer();
     let mut run = pipeline.run(Inputs::new(args.inputs.clone()));
-    let mut journal = journal;
     // The total (for the ETA) costs a second walk of the inputs; stdin can't be read twice.
     let total = (!args.quiet && !args.inputs.iter().any(|i| i == "-"))
         .then(|| Inputs::new(args.inputs.clone()).count() as u64);
@@ -138,8 +149,7 @@ async fn run_async(args: Args) -> ExitCode {
         progress.tick(&tracker, &pacer, run_started);
     }
     progress.finish();
-    let mut report: Report = run.report().await;
-    report.resumed += done;
+    let report: Report = run.report().await;
     if let Some(cleanup) = webhook_cleanup {
         cleanup.await;
     }
@@ -174,7 +184,6 @@ fn explain(e: &Error) -> String {
 struct Built {
     pipeline: Pipeline,
     journal: Journal,
-    done: u64,
     webhook_cleanup: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
     metrics: Option<tokio::task::JoinHandle<()>>,
 }
@@ -245,13 +254,13 @@ async fn build(args: &Args, file: &FileConfig, tracker: Arc<Tracker>) -> Result<
         .unwrap_or_else(super::common::default_cache);
     let cache = super::common::open_cache(&cache_spec)
         .await
-        .map_err(|e| Error::Config(format!("--cache {cache_spec}: {e}")))?;
+        .map_err(|e| Error::Config(format!("--cache {}: {e}", redact_url(&cache_spec))))?;
     // Workers that share a Redis cache also share in-flight work: one job per image.
     let deduper = match imggo::cache::parse_cache_url(&cache_spec) {
         Ok(imggo::cache::CacheSpec::Redis(url)) => {
             let link = RedisLink::connect(&url, RedisOptions::default())
                 .await
-                .map_err(|e| Error::Config(format!("--cache {cache_spec}: {e}")))?;
+                .map_err(|e| Error::Config(format!("--cache {}: {e}", redact_url(&cache_spec))))?;
             Some(Arc::new(Deduper::with_redis(link, DedupOptions::default())))
         }
         _ => None,
@@ -267,14 +276,11 @@ async fn build(args: &Args, file: &FileConfig, tracker: Arc<Tracker>) -> Result<
         rules.min_success_rate = Some(p / 100.0);
     }
     if let Some(s) = args.alert_p95 {
-        if !(s.is_finite() && s > 0.0) {
-            return Err(Error::Config("--alert-p95 wants positive seconds".into()));
-        }
-        rules.max_p95 = Some(Duration::from_secs_f64(s));
+        rules.max_p95 = Some(seconds("--alert-p95", s, false)?);
     }
 
-    let (journal, done) = Journal::open(&args.out, args.resume)?;
-    let done_count = done.len() as u64;
+    let resume = args.resume.then(|| ResumeKey::new(pattern.clone()));
+    let (journal, done) = Journal::open(&args.out, resume.as_ref())?;
 
     let mut webhook_cleanup = None;
     let wait = match (&args.webhook_listen, &args.webhook_secret) {
@@ -308,7 +314,7 @@ async fn build(args: &Args, file: &FileConfig, tracker: Arc<Tracker>) -> Result<
             }
             WaitMode::Webhook {
                 router: WebhookRouter::spawn(receiver),
-                fallback_after: Duration::from_secs_f64(args.webhook_fallback.max(0.0)),
+                fallback_after: seconds("--webhook-fallback", args.webhook_fallback, true)?,
                 poll: PollPolicy::default(),
             }
         }
@@ -345,23 +351,22 @@ async fn build(args: &Args, file: &FileConfig, tracker: Arc<Tracker>) -> Result<
     Ok(Built {
         pipeline: b.build()?,
         journal,
-        done: done_count,
         webhook_cleanup,
         metrics,
     })
 }
 
 /// The Redis limiter shared by every worker using the same API key (namespaced by a hash
-/// of the key, never the key itself): `rps` as N per second, or 1 per 1/rps seconds.
+/// of the key, never the key itself): one ingest per `1/rps` seconds.
 async fn shared_limiter(url: &str, rps: f64, args: &Args) -> Result<RedisLimiter, Error> {
     // One per 1/rps seconds in a sliding window: a hard ceiling that is never rounded.
     let (limit, window) = (1, Duration::from_secs_f64(1.0 / check_rps(rps)?));
     let conn = RedisLimiter::connect(url)
         .await
-        .map_err(|e| Error::Config(format!("--limiter {url}: {e}")))?;
+        .map_err(|e| Error::Config(format!("--limiter {}: {e}", redact_url(url))))?;
     let key = Secret::new(args.conn.api_key.clone().unwrap_or_default());
     RedisLimiter::new(conn, Subject::api_key(&key), limit, window)
-        .map_err(|e| Error::Config(format!("--limiter {url}: {e}")))
+        .map_err(|e| Error::Config(format!("--limiter {}: {e}", redact_url(url))))
 }
 
 /// `--rps` as a rate the limiters can hold: positive, finite, at least one per day.

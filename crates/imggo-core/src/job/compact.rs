@@ -10,7 +10,9 @@
 
 use serde_json::Value;
 
-use super::{Job, JobError, JobStatus, JsonManifest, Manifest, MAX_FAST_DEPTH};
+use super::{
+    number_may_overflow, Job, JobError, JobStatus, JsonManifest, Manifest, MAX_FAST_DEPTH,
+};
 
 impl Job {
     /// Decodes a job answer (`{"success":true,"data":{...}}` or a bare job object) when it
@@ -436,8 +438,10 @@ impl<'a> Cursor<'a> {
         self.expect(b':')
     }
 
-    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`; gives up on a number that
+    /// might be out of `f64` range, which serde refuses.
     fn number(&mut self) -> Option<()> {
+        let start = self.at;
         if self.bytes().get(self.at) == Some(&b'-') {
             self.at += 1;
         }
@@ -457,7 +461,7 @@ impl<'a> Cursor<'a> {
             }
             self.some_digits()?;
         }
-        Some(())
+        (!number_may_overflow(&self.bytes()[start..self.at])).then_some(())
     }
 
     fn digits(&mut self) {

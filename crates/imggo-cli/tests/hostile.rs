@@ -1,0 +1,402 @@
+//! `imggo run` against hostile flags, files, lists and results files: the real binary
+//! against the in-process emulator over loopback. Each case once made the run panic,
+//! hang, lose lines or skip work.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use imggo::core::Outcome;
+use imggo::emulator::{Config, Emulator, Handle, LatencyModel};
+use imggo::{Report, ResultLine};
+
+const KEY: &str = "imggo_hostile_test_key";
+
+async fn emulator() -> (Handle, String) {
+    let config = Config {
+        latency: LatencyModel::Fixed(Duration::from_millis(0)),
+        ..Config::default()
+    }
+    .api_key(KEY);
+    let handle = Emulator::start(config).await.unwrap();
+    let pattern = handle.create_pattern("hostile test", None).id;
+    (handle, pattern)
+}
+
+fn imggo(handle: &Handle, pattern: &str, out: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_imggo"));
+    c.args([
+        "run",
+        "--pattern",
+        pattern,
+        "--endpoint",
+        &handle.base_url(),
+    ])
+    .args(["--api-key", KEY, "--quiet", "--out"])
+    .arg(out)
+    .args(extra)
+    .env_remove("IMGGO_API_KEY")
+    .env_remove("IMGGO_ENDPOINT")
+    .env_remove("IMGGO_PATTERN")
+    .env_remove("IMGGO_CACHE")
+    .env_remove("IMGGO_LIMITER")
+    .env("IMGGO_CONFIG", "/nonexistent/imggo-config.toml")
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    if !extra.contains(&"--cache") {
+        c.args(["--cache", "off"]);
+    }
+    c
+}
+
+/// Runs `cmd` off the runtime (the emulator lives on it), killed after 60 s so that a
+/// hang fails the test instead of blocking it.
+async fn output(mut cmd: Command) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let child = cmd.spawn().unwrap();
+        let id = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+                // The run hung: end it so that the assertion below reports it.
+                let _ = Command::new("kill").args(["-9", &id.to_string()]).status();
+            }
+        });
+        let out = child.wait_with_output().unwrap();
+        let _ = tx.send(());
+        out
+    })
+    .await
+    .unwrap()
+}
+
+fn lines(out: &Path) -> Vec<ResultLine> {
+    std::fs::read(out)
+        .unwrap_or_default()
+        .split(|&b| b == b'\n')
+        .filter_map(|l| serde_json::from_slice(l).ok())
+        .collect()
+}
+
+/// The report `--json` prints last.
+fn report(o: &Output) -> Report {
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", stderr(o)))
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_seconds_and_rates_exit_2_not_101() {
+    let dir = tempfile::tempdir().unwrap();
+    let (handle, pattern) = emulator().await;
+    let out = dir.path().join("results.jsonl");
+    let cases: &[&[&str]] = &[
+        &["--timeout", "1e30"],
+        &["--timeout", "NaN"],
+        &["--timeout", "inf"],
+        &["--timeout=-1"],
+        &["--alert-p95", "1e30"],
+        &["--alert-p95", "NaN"],
+        &["--alert-p95=-3"],
+        &["--rps", "1e-30"],
+        &["--rps", "NaN"],
+        &["--rps=-1"],
+        &["--rps", "1e-30", "--limiter", "redis://127.0.0.1:1/"],
+        &["--rps", "inf", "--limiter", "redis://127.0.0.1:1/"],
+    ];
+    for flags in cases {
+        let mut cmd = imggo(&handle, &pattern, &out, flags);
+        cmd.arg("https://example.test/a.jpg");
+        let o = output(cmd).await;
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{flags:?}: {err}");
+        let flag = flags[0].split('=').next().unwrap();
+        assert!(err.contains(flag), "{flags:?}: {err}");
+        assert!(!err.contains("panicked"), "{flags:?}: {err}");
+    }
+    assert_eq!(handle.stats().ingests_accepted, 0);
+    handle.shutdown().await;
+}
+
+/// Case 2: `--resume` with another pattern redoes every input, and the report counts
+/// each resumed input once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_with_another_pattern_runs_everything_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let input_dir = dir.path().join("in");
+    let inputs = imggo_testkit::corpus_variants(&input_dir, 3, 0);
+    let (handle, first) = emulator().await;
+    let second = handle.create_pattern("another pattern", None).id;
+    let out = dir.path().join("results.jsonl");
+    let arg = input_dir.display().to_string();
+    let run = |pattern: &str, resume: bool| {
+        let mut flags = vec!["--no-optimize", "--json", &arg];
+        if resume {
+            flags.push("--resume");
+        }
+        output(imggo(&handle, pattern, &out, &flags))
+    };
+
+    let o = run(&first, false).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = run(&second, true).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        report(&o).resumed,
+        0,
+        "nothing was done with the second pattern"
+    );
+    let all = lines(&out);
+    assert_eq!(all.len(), 2 * inputs.len());
+    for pattern in [&first, &second] {
+        let done = all
+            .iter()
+            .filter(|l| &l.pattern_id == pattern && l.status == Outcome::Succeeded)
+            .count();
+        assert_eq!(done, inputs.len(), "{pattern}");
+    }
+    assert_eq!(handle.stats().jobs_created, 2 * inputs.len() as u64);
+
+    // Resumed again with the second pattern: nothing left, each input counted once.
+    let o = run(&second, true).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(report(&o).resumed, inputs.len() as u64);
+    assert_eq!(lines(&out).len(), 2 * inputs.len());
+    assert_eq!(handle.stats().jobs_created, 2 * inputs.len() as u64);
+    handle.shutdown().await;
+}
+
+/// Case 3: a run refused before it starts (an unknown pattern) keeps the results file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mistyped_pattern_leaves_the_results_file_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = imggo_testkit::corpus_variants(&dir.path().join("in"), 2, 0);
+    let (handle, pattern) = emulator().await;
+    let out = dir.path().join("results.jsonl");
+    let arg = inputs[0].display().to_string();
+    let o = output(imggo(&handle, &pattern, &out, &["--no-optimize", &arg])).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let before = std::fs::read(&out).unwrap();
+    assert_eq!(lines(&out).len(), 1);
+
+    let typo = "00000000-0000-0000-0000-000000000000";
+    let o = output(imggo(&handle, typo, &out, &["--no-optimize", &arg])).await;
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("pattern not found"), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        before,
+        "the results file was changed"
+    );
+    handle.shutdown().await;
+}
+
+/// Case 4: a results file whose last line was cut inside a UTF-8 character resumes,
+/// with a warning, and the input of the cut line runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_last_line_cut_inside_a_utf8_character_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let input_dir = dir.path().join("in");
+    let inputs = imggo_testkit::corpus_variants(&input_dir, 3, 0);
+    let last = input_dir.join("ü-last.jpg");
+    std::fs::rename(&inputs[2], &last).unwrap();
+    let (handle, pattern) = emulator().await;
+    let out = dir.path().join("results.jsonl");
+    let args: Vec<String> = [&inputs[0], &inputs[1]]
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let mut flags: Vec<&str> = vec!["--no-optimize"];
+    flags.extend(args.iter().map(String::as_str));
+    let o = output(imggo(&handle, &pattern, &out, &flags)).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // A kill while the line of `ü-last.jpg` was written: cut after the first byte of ü.
+    let mut cut = br#"{"input":""#.to_vec();
+    cut.extend_from_slice(last.display().to_string().as_bytes());
+    let at = cut.iter().position(|&b| b == 0xc3).unwrap() + 1;
+    cut.truncate(at);
+    let mut f = std::fs::OpenOptions::new().append(true).open(&out).unwrap();
+    std::io::Write::write_all(&mut f, &cut).unwrap();
+    drop(f);
+
+    let dir_arg = input_dir.display().to_string();
+    let o = output(imggo(
+        &handle,
+        &pattern,
+        &out,
+        &["--no-optimize", "--resume", &dir_arg],
+    ))
+    .await;
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("skipped 1 unreadable line"), "{err}");
+    let all = lines(&out);
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[2].input, last.display().to_string());
+    assert_eq!(handle.stats().jobs_created, 3);
+    handle.shutdown().await;
+}
+
+/// Case 5: a FIFO in an input directory is one failed line, not a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_in_an_input_directory_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let input_dir = dir.path().join("in");
+    let inputs = imggo_testkit::corpus_variants(&input_dir, 2, 0);
+    let fifo = input_dir.join("m-pipe.jpg");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let (handle, pattern) = emulator().await;
+    let out = dir.path().join("results.jsonl");
+    let arg = input_dir.display().to_string();
+    let o = output(imggo(&handle, &pattern, &out, &["--no-optimize", &arg])).await;
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let all = lines(&out);
+    assert_eq!(all.len(), inputs.len() + 1);
+    let failed: Vec<&ResultLine> = all.iter().filter(|l| l.status == Outcome::Failed).collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].input, fifo.display().to_string());
+    let message = &failed[0].error.as_ref().unwrap().message;
+    assert!(message.contains("FIFO"), "{message}");
+    handle.shutdown().await;
+}
+
+/// Case 6: `a -> .` and `b -> .` in an input directory: the walk ends and each image is
+/// sent once.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn symlink_loops_end_with_each_input_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let input_dir = dir.path().join("in");
+    let inputs = imggo_testkit::corpus_variants(&input_dir, 2, 0);
+    std::os::unix::fs::symlink(".", input_dir.join("a")).unwrap();
+    std::os::unix::fs::symlink(".", input_dir.join("b")).unwrap();
+    let (handle, pattern) = emulator().await;
+    let out = dir.path().join("results.jsonl");
+    let arg = input_dir.display().to_string();
+    let o = output(imggo(&handle, &pattern, &out, &["--no-optimize", &arg])).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mut got: Vec<String> = lines(&out).into_iter().map(|l| l.input).collect();
+    got.sort();
+    let want: Vec<String> = inputs.iter().map(|p| p.display().to_string()).collect();
+    assert_eq!(got, want);
+    handle.shutdown().await;
+}
+
+/// Case 7: a list line that is not UTF-8 is one failed line; the lines after it run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_line_that_is_not_utf8_does_not_drop_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = imggo_testkit::corpus_variants(&dir.path().join("in"), 3, 0);
+    let list = dir.path().join("list.txt");
+    let mut text = Vec::new();
+    for (i, p) in inputs.iter().enumerate() {
+        text.extend_from_slice(p.display().to_string().as_bytes());
+        text.push(b'\n');
+        if i == 0 {
+            text.extend_from_slice(b"bad-\xff\xfe.jpg\n");
+        }
+    }
+    std::fs::write(&list, text).unwrap();
+    let (handle, pattern) = emulator().await;
+    let out = dir.path().join("results.jsonl");
+    let arg = format!("@{}", list.display());
+    let o = output(imggo(&handle, &pattern, &out, &["--no-optimize", &arg])).await;
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let all = lines(&out);
+    assert_eq!(all.len(), inputs.len() + 1, "{all:?}");
+    let failed: Vec<&ResultLine> = all.iter().filter(|l| l.status == Outcome::Failed).collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].input, "bad-\\xff\\xfe.jpg");
+    let ok = all
+        .iter()
+        .filter(|l| l.status == Outcome::Succeeded)
+        .count();
+    assert_eq!(ok, inputs.len());
+    handle.shutdown().await;
+}
+
+/// Files that cannot be read (missing, unreadable even by root, a device) fail with one
+/// line each, and the rest of the batch runs.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_inputs_fail_with_one_line_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = imggo_testkit::corpus_variants(&dir.path().join("in"), 1, 0);
+    let (handle, pattern) = emulator().await;
+    let out = dir.path().join("results.jsonl");
+    let good = inputs[0].display().to_string();
+    let missing = dir.path().join("missing.jpg").display().to_string();
+    let bad = ["/proc/self/mem", missing.as_str(), "/dev/null"];
+    let mut flags = vec!["--no-optimize", good.as_str()];
+    flags.extend(bad);
+    let o = output(imggo(&handle, &pattern, &out, &flags)).await;
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let all = lines(&out);
+    assert_eq!(all.len(), 4, "{all:?}");
+    for input in bad {
+        let mine: Vec<&ResultLine> = all.iter().filter(|l| l.input == input).collect();
+        assert_eq!(mine.len(), 1, "{input}: {all:?}");
+        assert_eq!(mine[0].status, Outcome::Failed, "{input}");
+    }
+    assert_eq!(handle.stats().jobs_created, 1);
+    handle.shutdown().await;
+}
+
+/// Redis passwords stay out of `--help` and of error messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_passwords_are_never_printed() {
+    let help = Command::new(env!("CARGO_BIN_EXE_imggo"))
+        .args(["run", "--help"])
+        .env("IMGGO_CACHE", "redis://:hunter2@127.0.0.1:1/")
+        .env("IMGGO_LIMITER", "redis://:hunter2@127.0.0.1:1/")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("IMGGO_LIMITER"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    let help = Command::new(env!("CARGO_BIN_EXE_imggo"))
+        .args(["cache", "--help"])
+        .env("IMGGO_CACHE", "redis://:hunter2@127.0.0.1:1/")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("hunter2"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let (handle, pattern) = emulator().await;
+    let out = dir.path().join("results.jsonl");
+    let url = "redis://:hunter2@127.0.0.1:1/";
+    let cases: &[&[&str]] = &[
+        &["--cache", url],
+        &["--rps", "5", "--limiter", url],
+        &["--rps", "0.5", "--limiter", url],
+    ];
+    for flags in cases {
+        let mut cmd = imggo(&handle, &pattern, &out, flags);
+        cmd.arg("https://example.test/a.jpg");
+        let o = output(cmd).await;
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{flags:?}: {err}");
+        assert!(
+            err.contains("redis://:***@127.0.0.1:1/"),
+            "{flags:?}: {err}"
+        );
+        assert!(!err.contains("hunter2"), "{flags:?}: {err}");
+    }
+    // From the environment, the same.
+    let mut cmd = imggo(&handle, &pattern, &out, &["--rps", "5"]);
+    cmd.env("IMGGO_LIMITER", url)
+        .arg("https://example.test/a.jpg");
+    let o = output(cmd).await;
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("hunter2"), "{}", stderr(&o));
+    handle.shutdown().await;
+}
