@@ -126,6 +126,13 @@ pub struct PaceStatus {
     pub achieved_rate: Option<f64>,
     /// True once [`LearnedPacer::close`] was called.
     pub closed: bool,
+    /// Ingests per second that other keys or processes of the account were accepted at
+    /// lately (0 when none, or when nothing feeds
+    /// [`LearnedPacer::observe_account_use`]).
+    pub others_rate: f64,
+    /// Others of the account use (nearly) its whole rate: this pacer waits until they
+    /// slow down.
+    pub held: bool,
 }
 
 impl PaceStatus {
@@ -272,6 +279,15 @@ impl LearnedPacer {
         self.changed.notify_waiters();
     }
 
+    /// The account's count of accepted ingests now (`requests.used` of
+    /// `GET /api/user/usage`), which counts every key and process of the user. Fed every
+    /// half second or so, it lets pacers of one account share its rate: each leaves room
+    /// for what the others are sending, and one waits while others use it all.
+    pub fn observe_account_use(&self, used: u64) {
+        self.lock().observe_account(used, Instant::now());
+        self.changed.notify_waiters();
+    }
+
     /// Ends every wait now and refuses every later one: the quota is gone for `wait`.
     pub fn close(&self, wait: Duration) {
         self.lock().closed = Some(wait);
@@ -285,6 +301,18 @@ impl LearnedPacer {
     }
 }
 
+/// How far back the account's accepted count is compared, at least (and at least 30
+/// intervals).
+const ACCOUNT_WINDOW: Duration = Duration::from_secs(3);
+/// The shortest span the account's count is compared over, at least (and at least four
+/// intervals, so that a sender at the full rate shows more than the noise of two).
+const ACCOUNT_SHORT: Duration = Duration::from_millis(400);
+/// Below this share of the allowed rate left by others, a pacer waits rather than sends.
+const HOLD_SHARE: f64 = 0.1;
+/// A holding pacer sends again once others use less than this share of the allowed
+/// rate. The gap to [`HOLD_SHARE`] keeps a noisy estimate of others from letting a
+/// holder slip single sends into a rate that another process already fills.
+const RESUME_SHARE: f64 = 0.5;
 /// How long a probe may go unanswered before another one is sent.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Events kept for the measurements.
@@ -346,6 +374,17 @@ struct Core {
     first_accept: Option<Instant>,
     last_accept: Option<Instant>,
     closed: Option<Duration>,
+    /// The account's count of accepted ingests (every key and process of the user),
+    /// sampled over time, oldest first.
+    account: VecDeque<(Instant, u64)>,
+    /// Ingests per second the account accepted from others than this pacer lately.
+    others: f64,
+    /// Ingests per second the account accepted in all, over the same window.
+    total: f64,
+    /// When others were last seen sending.
+    contended_at: Option<Instant>,
+    /// Others use (nearly) the whole allowed rate: wait rather than send.
+    holding: bool,
 }
 
 fn scale(d: Duration, f: f64) -> Duration {
@@ -378,7 +417,126 @@ impl Core {
             first_accept: None,
             last_accept: None,
             closed: None,
+            account: VecDeque::new(),
+            others: 0.0,
+            total: 0.0,
+            contended_at: None,
+            holding: false,
         }
+    }
+
+    /// A sample of the account's accepted-ingest count. Others' rate is what the account
+    /// accepted beyond this pacer's own accepted sends, over the last
+    /// [`account_window`](Self::account_window) and over the last
+    /// [`account_short`](Self::account_short) (the smaller counts, so that others stopping
+    /// is seen within a second). A difference of two or fewer is noise: a send counted
+    /// by the server just before or after a sample boundary.
+    fn observe_account(&mut self, used: u64, now: Instant) {
+        if self.account.back().is_some_and(|&(_, u)| used < u) {
+            self.account.clear(); // a new period
+        }
+        self.account.push_back((now, used));
+        let (window, short) = (self.account_window(), self.account_short());
+        while self.account.len() > 2 && self.account[1].0 + window <= now {
+            self.account.pop_front();
+        }
+        let rate = |from: (Instant, u64)| -> Option<(f64, f64)> {
+            let span = now.checked_duration_since(from.0)?;
+            if span < short {
+                return None;
+            }
+            let all = used.saturating_sub(from.1);
+            let mine = self
+                .events
+                .iter()
+                .filter(|e| e.ok && e.sent > from.0 && e.sent <= now)
+                .count() as u64;
+            let others = all.saturating_sub(mine);
+            let others = if others <= 2 { 0 } else { others };
+            let secs = span.as_secs_f64();
+            Some((others as f64 / secs, all as f64 / secs))
+        };
+        let long = self.account.front().copied().and_then(rate);
+        let short = self
+            .account
+            .iter()
+            .rev()
+            .find(|(t, _)| *t + short <= now)
+            .copied()
+            .and_then(rate);
+        if let Some((others, total)) = long {
+            self.others = short.map_or(others, |(s, _)| others.min(s));
+            self.total = total;
+            if self.others > 0.0 {
+                self.contended_at = Some(now);
+            }
+        }
+        // With others sending, the account as a whole shows the rate it is allowed at
+        // least: an interval raised by refusals that others caused comes back down.
+        if self.mode == Mode::Paced && self.others > 0.0 && self.total > 0.0 {
+            let all = scale(
+                Duration::from_secs_f64(1.0 / self.total),
+                1.0 + self.cfg.margin,
+            );
+            if all < self.interval {
+                self.interval = all.max(self.paced_floor());
+            }
+        }
+        self.holding = match self.allowed_rate() {
+            Some(allowed) if self.holding => self.others >= RESUME_SHARE * allowed,
+            Some(allowed) => allowed - self.others < HOLD_SHARE * allowed,
+            None => false,
+        };
+    }
+
+    /// The account's allowed ingests per second as learned (Paced only).
+    fn allowed_rate(&self) -> Option<f64> {
+        (self.mode == Mode::Paced && !self.interval.is_zero())
+            .then(|| 1.0 / self.interval.as_secs_f64())
+    }
+
+    /// The long span of the account's count: [`ACCOUNT_WINDOW`] or 30 intervals.
+    fn account_window(&self) -> Duration {
+        ACCOUNT_WINDOW.max(scale(self.interval, 30.0))
+    }
+
+    /// The short span of the account's count: [`ACCOUNT_SHORT`] or four intervals.
+    fn account_short(&self) -> Duration {
+        ACCOUNT_SHORT.max(scale(self.interval, 4.0))
+    }
+
+    /// Whether others of the account were sending lately: their sends, not the pace,
+    /// explain a refusal then.
+    fn contended(&self, now: Instant) -> bool {
+        self.others > 0.0
+            && self
+                .contended_at
+                .is_some_and(|t| t + self.account_window() > now)
+    }
+
+    /// Since when no other sender of the account may have taken this pacer's slots.
+    fn alone_since(&self) -> Option<Instant> {
+        self.contended_at.map(|c| c + self.account_window())
+    }
+
+    /// The interval between this pacer's own sends: the learned one, stretched to leave
+    /// room for what others of the same account send; `None` while others use (nearly)
+    /// all of it.
+    fn share_interval(&self) -> Option<Duration> {
+        if self.holding {
+            return None;
+        }
+        if self.others <= 0.0 || self.interval.is_zero() {
+            return Some(self.interval);
+        }
+        let allowed = 1.0 / self.interval.as_secs_f64();
+        let mine = (allowed - self.others).max(HOLD_SHARE * allowed);
+        Some(Duration::from_secs_f64(1.0 / mine))
+    }
+
+    /// The known minimum gap plus the margin (zero when none is known).
+    fn paced_floor(&self) -> Duration {
+        scale(self.floor, 1.0 + self.cfg.margin)
     }
 
     fn set_floor(&mut self, gap: Duration, now: Instant) {
@@ -410,10 +568,17 @@ impl Core {
                 } else {
                     Duration::from_secs_f64((self.lo.as_secs_f64() * self.hi.as_secs_f64()).sqrt())
                 };
-                let base = self.last_accept.unwrap_or(now);
+                // From the last accepted send, or, before any, from the start of the
+                // discovery (a fixed point, so that the slot does not move with `now`).
+                let base = self.last_accept.unwrap_or(self.next_slot);
                 Some((base + gap).max(now).max(self.next_slot))
             }
-            Mode::Paced => Some(now.max(self.next_slot)),
+            Mode::Paced => Some(match self.share_interval() {
+                // `next_slot` is one interval after the last send: add the share's extra.
+                Some(gap) => now.max(self.next_slot + gap.saturating_sub(self.interval)),
+                // Others hold the account's whole rate: ask again when they may not.
+                None => now + self.account_short() / 2,
+            }),
         }
     }
 
@@ -474,7 +639,11 @@ impl Core {
     /// pacing began): the odd 429 of a paced run, or discovery's spaced probes, say
     /// nothing about the server's rate.
     fn saturated_interval(&self, now: Instant) -> Option<Duration> {
-        let from = now.checked_sub(self.cfg.window)?.max(self.paced_since?);
+        // Sends while others of the account were sending say nothing of its rate.
+        let from = now
+            .checked_sub(self.cfg.window)?
+            .max(self.paced_since?)
+            .max(self.alone_since().unwrap_or(self.paced_since?));
         let recent = || self.events.iter().filter(move |e| e.sent >= from);
         let refusals = recent().filter(|e| !e.ok).count();
         if refusals < 3 || refusals * 5 < recent().count() - refusals {
@@ -508,7 +677,8 @@ impl Core {
             .enumerate()
             .find(|(_, e)| !e.ok)
             .map(|(i, e)| (i as u32, e.sent))?;
-        (accepted >= 8).then(|| (sent - previous) / accepted)
+        let alone = self.alone_since().is_none_or(|a| previous > a);
+        (accepted >= 8 && alone).then(|| (sent - previous) / accepted)
     }
 
     fn feedback(&mut self, sent: Instant, ok: bool, retry_after: Option<Duration>, now: Instant) {
@@ -532,8 +702,19 @@ impl Core {
                 self.next_slot = now;
             }
             Mode::Open => {}
+            // Others of the account are sending and it refuses: it is saturated, so what
+            // it accepts in all is its rate.
+            Mode::Discover if !ok && self.contended(now) && self.total > 0.0 => {
+                if self.probe == Some(sent) {
+                    self.probe = None;
+                }
+                let all = Duration::from_secs_f64(1.0 / self.total);
+                self.pace(scale(all, 1.0 + self.cfg.margin), now);
+            }
             Mode::Discover => self.discover(sent, ok, gap, now),
             Mode::Paced if ok => self.on_accept_paced(),
+            // Others of the account took the slot: that says nothing about the rate.
+            Mode::Paced if self.contended(now) => self.next_slot = self.after_last_accept(now),
             Mode::Paced => self.on_refusal_paced(sent, now),
         }
     }
@@ -600,7 +781,7 @@ impl Core {
             self.step = (self.step * 2.0).min(self.cfg.max_step);
             s
         };
-        self.interval = scale(self.interval, 1.0 - step).max(self.floor);
+        self.interval = scale(self.interval, 1.0 - step).max(self.paced_floor());
     }
 
     fn on_refusal_paced(&mut self, sent: Instant, now: Instant) {
@@ -653,6 +834,8 @@ impl Core {
             waiting,
             achieved_rate,
             closed: self.closed.is_some(),
+            others_rate: self.others,
+            held: self.holding,
         }
     }
 }
@@ -759,6 +942,11 @@ mod tests {
             match (slot, next_answer) {
                 (Some(s), a) if a.is_none_or(|a| s <= a) => {
                     now = s;
+                    // Like `acquire`, which wakes at the slot and asks again.
+                    if core.slot(t0 + s).is_none_or(|again| again > t0 + s) {
+                        assert!(now < Duration::from_secs(600), "the slot keeps moving");
+                        continue;
+                    }
                     ready.pop();
                     core.commit(t0 + s, t0 + s);
                     let verdict = server.check(s + jitter()).err();
@@ -884,6 +1072,185 @@ mod tests {
         // One per 2.5 s (the server rounds Retry-After up to 3 s).
         let gap = Duration::from_millis(2500);
         check(Model::MinGap { gap }, 120, gap * 119, None);
+    }
+
+    /// Two pacers of one account (two processes), each with 10 callers and its own
+    /// inputs, sharing one server limit; both read the account's accepted count every
+    /// 500 ms (250 ms while one is held). Returns (time until both are done, refusals after 5 s, sends after 5 s).
+    fn simulate_shared(
+        model: Model,
+        n: [u64; 2],
+        start: [Duration; 2],
+        floor: Option<Duration>,
+    ) -> (Duration, u64, u64) {
+        let t0 = Instant::now();
+        let mut cores = [
+            Core::new(PaceConfig::default(), t0),
+            Core::new(PaceConfig::default(), t0),
+        ];
+        if let Some(f) = floor {
+            for c in &mut cores {
+                c.set_floor(f, t0);
+            }
+        }
+        let mut server = Server::new(model);
+        let mut used = 0u64;
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut jitter = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            Duration::from_micros(300 + rng % 2000)
+        };
+        let mut ready: [BinaryHeap<Reverse<Duration>>; 2] =
+            [0, 1].map(|i| (0..10).map(|_| Reverse(start[i])).collect());
+        // (time, pacer, ticket, verdict)
+        type Answer = (Duration, usize, Duration, Option<Duration>);
+        let mut answers: BinaryHeap<Reverse<Answer>> = BinaryHeap::new();
+        let mut accepted = [0u64; 2];
+        let mut done_at = [Duration::ZERO; 2];
+        let mut sample = Duration::from_millis(500);
+        let (mut now, mut sent_late, mut refused_late) = (Duration::ZERO, 0u64, 0u64);
+        let late = Duration::from_secs(5);
+        while accepted[0] < n[0] || accepted[1] < n[1] {
+            let mut best: Option<(Duration, usize)> = None;
+            for i in 0..2 {
+                if accepted[i] >= n[i] {
+                    continue;
+                }
+                let head = ready[i].peek().map(|r| r.0.max(now));
+                if let Some(s) = head.and_then(|h| cores[i].slot(t0 + h).map(|s| (s - t0).max(h))) {
+                    if best.is_none_or(|(b, _)| s < b) {
+                        best = Some((s, i));
+                    }
+                }
+            }
+            let next_answer = answers.peek().map(|a| a.0 .0);
+            let first = [best.map(|b| b.0), next_answer, Some(sample)]
+                .into_iter()
+                .flatten()
+                .min()
+                .expect("the sampler always has a next time");
+            if Some(first) == next_answer {
+                let Reverse((t, i, ticket, verdict)) = answers.pop().expect("peeked");
+                now = t;
+                match verdict {
+                    None => {
+                        accepted[i] += 1;
+                        if accepted[i] == n[i] {
+                            done_at[i] = t;
+                        }
+                        cores[i].feedback(t0 + ticket, true, None, t0 + t);
+                    }
+                    Some(ra) => {
+                        if ticket >= late {
+                            refused_late += 1;
+                        }
+                        cores[i].feedback(t0 + ticket, false, Some(ra), t0 + t);
+                    }
+                }
+                ready[i].push(Reverse(t));
+            } else if let Some((s, i)) = best.filter(|b| b.0 == first) {
+                now = s;
+                // Like `acquire`, which wakes at the slot and asks again.
+                if cores[i].slot(t0 + s).is_none_or(|again| again > t0 + s) {
+                    assert!(
+                        now < Duration::from_secs(600),
+                        "stuck: {accepted:?} of {n:?}"
+                    );
+                    continue;
+                }
+                ready[i].pop();
+                cores[i].commit(t0 + s, t0 + s);
+                let verdict = server.check(s + jitter()).err();
+                if verdict.is_none() {
+                    used += 1;
+                }
+                answers.push(Reverse((s + jitter() + jitter(), i, s, verdict)));
+                if s >= late {
+                    sent_late += 1;
+                }
+            } else {
+                now = sample;
+                for c in &mut cores {
+                    c.observe_account(used, t0 + now);
+                }
+                // As the pipeline reads usage: faster while held by the other.
+                let held = cores.iter().any(|c| c.holding);
+                sample += Duration::from_millis(if held { 250 } else { 500 });
+            }
+            assert!(
+                now < Duration::from_secs(600),
+                "stuck: {accepted:?} of {n:?}"
+            );
+        }
+        (done_at[0].max(done_at[1]), refused_late, sent_late)
+    }
+
+    fn check_shared(model: Model, n: [u64; 2], start: [Duration; 2], floor: Option<Duration>) {
+        let (elapsed, refused_late, sent_late) = simulate_shared(model, n, start, floor);
+        let ideal = match model {
+            Model::Bucket { rate, burst } => ((n[0] + n[1]) as f64 - burst) / rate,
+            Model::MinGap { gap } => (n[0] + n[1] - 1) as f64 * gap.as_secs_f64(),
+        };
+        let share = ideal / elapsed.as_secs_f64();
+        let late = refused_late as f64 / sent_late.max(1) as f64;
+        eprintln!(
+            "{model:?} shared, starts {start:?}: {:.2} s for ideal {ideal:.2} s ({:.1} %), \
+             {refused_late} of {sent_late} refused after 5 s",
+            elapsed.as_secs_f64(),
+            100.0 * share
+        );
+        // Below the single pacer's 95 %: each of the two learns the limit on its own (a
+        // bucket by bracketing, twice over) and the second takes over within a few
+        // hundred milliseconds of the first one's end. The bench measures the same
+        // against the emulator.
+        assert!(share >= 0.94, "{:.1} % of the allowed rate", 100.0 * share);
+        assert!(late <= 0.02, "{:.1} % refused after 5 s", 100.0 * late);
+    }
+
+    #[test]
+    fn two_processes_of_one_account_share_a_minimum_gap() {
+        let gap = Model::MinGap {
+            gap: Duration::from_millis(100),
+        };
+        let floor = Some(Duration::from_millis(100));
+        check_shared(gap, [150, 150], [Duration::ZERO; 2], floor);
+        check_shared(
+            gap,
+            [150, 150],
+            [Duration::ZERO, Duration::from_secs(3)],
+            floor,
+        );
+    }
+
+    #[test]
+    fn two_processes_of_one_account_share_a_slow_minimum_gap() {
+        // A starter plan's pace, scaled: the spans compared grow with the interval.
+        let gap = Duration::from_secs(1);
+        let model = Model::MinGap { gap };
+        check_shared(model, [60, 60], [Duration::ZERO; 2], Some(gap));
+        check_shared(
+            model,
+            [60, 60],
+            [Duration::ZERO, Duration::from_secs(7)],
+            Some(gap),
+        );
+    }
+
+    #[test]
+    fn two_processes_of_one_account_share_a_bucket() {
+        let bucket = Model::Bucket {
+            rate: 10.0,
+            burst: 1.0,
+        };
+        check_shared(bucket, [150, 150], [Duration::ZERO; 2], None);
+        check_shared(
+            bucket,
+            [150, 150],
+            [Duration::ZERO, Duration::from_secs(3)],
+            None,
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -215,6 +216,7 @@ impl PipelineBuilder {
                 client,
                 pattern_id,
                 pattern_version: Mutex::new(self.pattern_version),
+                usage_readable: AtomicBool::new(false),
                 optimize: self.optimize,
                 cache: self.cache,
                 cache_ttl: self.cache_ttl,
@@ -278,6 +280,9 @@ struct Shared {
     /// Digests already handled in this run (16 bytes per unique input), so a repeat that
     /// arrives after the first one finished is still reported as a `duplicate`.
     seen: Mutex<HashSet<ContentHash>>,
+    /// The key may read the account's usage: its count of accepted ingests lets this
+    /// run share the account's rate with other processes of the same user.
+    usage_readable: AtomicBool,
 }
 
 struct Follower {
@@ -410,6 +415,10 @@ impl Pipeline {
     /// not even the first ingests are refused.
     pub async fn prepare(&self) -> Result<u32, Error> {
         if let Ok(usage) = self.shared.client.usage().await {
+            let used = usage.requests.as_ref().map(|r| r.used);
+            self.shared
+                .usage_readable
+                .store(used.is_some_and(|u| u >= 0), Ordering::Relaxed);
             if let Some(gap) = usage
                 .burst_limit
                 .and_then(|b| Duration::try_from_secs_f64(b.seconds).ok())
@@ -495,6 +504,13 @@ impl Pipeline {
         }
         drop(net_tx);
 
+        // Beside stage 3: the account's count of accepted ingests, read while the run is
+        // paced, tells the pacer what other processes of the same user are sending.
+        let watcher = shared
+            .usage_readable
+            .load(Ordering::Relaxed)
+            .then(|| tokio::spawn(watch_account(shared.client.clone(), pacer.clone())));
+
         // Stage 3: the network dispatcher.
         let dispatcher = {
             let (shared, out_tx) = (shared.clone(), out_tx.clone());
@@ -508,6 +524,9 @@ impl Pipeline {
                 let _ = p.await;
             }
             let _ = dispatcher.await;
+            if let Some(w) = watcher {
+                w.abort();
+            }
             counts
         });
         Run {
@@ -518,6 +537,35 @@ impl Pipeline {
             tracker,
             alert_rules,
         }
+    }
+}
+
+/// How often the account's usage is read while the run is paced: often enough that a
+/// process notices within a second that another one started or stopped sending.
+const ACCOUNT_POLL: Duration = Duration::from_millis(500);
+/// How often it is read while others of the account hold its whole rate, so that this
+/// run takes over soon after they stop.
+const ACCOUNT_POLL_HELD: Duration = Duration::from_millis(250);
+
+/// Feeds the account's accepted-ingest count to the pacer while the run is paced (one
+/// `GET /user/usage` per [`ACCOUNT_POLL`]; none while nothing limits the run).
+async fn watch_account(client: Client, pacer: Arc<LearnedPacer>) {
+    loop {
+        let status = pacer.status();
+        let every = if status.held {
+            ACCOUNT_POLL_HELD
+        } else {
+            ACCOUNT_POLL
+        };
+        let next = tokio::time::Instant::now() + every;
+        if status.source != PaceSource::Unlimited {
+            if let Ok(Some(r)) = client.usage().await.map(|u| u.requests) {
+                if let Ok(used) = u64::try_from(r.used) {
+                    pacer.observe_account_use(used);
+                }
+            }
+        }
+        tokio::time::sleep_until(next).await;
     }
 }
 

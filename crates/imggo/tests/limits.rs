@@ -128,6 +128,60 @@ async fn a_minimum_gap_is_read_from_the_account() {
     one_model(limits, 60, 8).await;
 }
 
+/// Two API keys of one user, in two pipelines with a pacer each (as two processes have),
+/// half of the inputs each, at the same time: they share the user's limit through the
+/// account's usage count rather than fighting over it. The 429 bounds are those of one
+/// pipeline, twice: each pipeline learns the limit on its own. Without the sharing (no
+/// usage reads during the run), the minimum-gap run broke its bound and took about ten
+/// times as long.
+async fn two_keys_of_one_user(limits: Limits, n: usize, max_429: u64) {
+    const KEY2: &str = "imggo_limits_key_2";
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = imggo_testkit::corpus_variants(dir.path(), n, 0);
+    let (a, b) = inputs.split_at(n / 2);
+    let handle = Emulator::start(hostile(limits).user_key("u1", KEY2))
+        .await
+        .unwrap();
+    let pattern = handle.create_pattern("limits", None).id;
+    let (first, second) = tokio::join!(
+        run_all(pipeline(client(&handle, KEY), &pattern), a),
+        run_all(pipeline(client(&handle, KEY2), &pattern), b),
+    );
+    let lines: Vec<_> = first.0.into_iter().chain(second.0).collect();
+    assert_all_succeeded(&handle, &lines, n);
+    let rate_limited = handle.stats().rate_limited;
+    assert!(
+        rate_limited <= max_429,
+        "{limits:?}: {rate_limited} responses 429 for {n} inputs in two pipelines"
+    );
+    let (pa, pb) = (first.1.pace.unwrap(), second.1.pace.unwrap());
+    eprintln!(
+        "{limits:?}: 429s {rate_limited}, refused {} + {}",
+        pa.refused, pb.refused
+    );
+    assert_eq!(pa.refused + pb.refused, rate_limited);
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_keys_of_one_user_share_a_minimum_gap() {
+    let limits = Limits {
+        min_gap: Some(Duration::from_millis(50)),
+        ..Limits::default()
+    };
+    two_keys_of_one_user(limits, 160, 20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_keys_of_one_user_share_a_bucket() {
+    let limits = Limits {
+        rpm: Some(1200),
+        burst: Some(1),
+        ..Limits::default()
+    };
+    two_keys_of_one_user(limits, 160, 50).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exhausted_quota_fails_fast_and_resume_goes_on_after_the_reset() {
     let dir = tempfile::tempdir().unwrap();

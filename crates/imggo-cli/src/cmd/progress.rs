@@ -103,6 +103,12 @@ fn pace_text(pacer: &LearnedPacer) -> String {
     } else {
         String::new()
     };
+    if p.held {
+        return format!(
+            "  waiting: other processes of the account use its limit ({:.1}/s){waiting}",
+            p.others_rate
+        );
+    }
     match (p.source, p.rate()) {
         (PaceSource::Unlimited, _) => String::new(),
         (PaceSource::Discovering, _) => format!("  learning the server limit{waiting}"),
