@@ -400,3 +400,36 @@ async fn redis_passwords_are_never_printed() {
     assert!(!stderr(&o).contains("hunter2"), "{}", stderr(&o));
     handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_results_file_that_cannot_be_written_stops_the_run() {
+    // `/dev/full` takes the open and refuses every write (ENOSPC), as a full disk does.
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in");
+    imggo_testkit::corpus_variants(&inputs, 60, 0);
+    let config = Config {
+        latency: LatencyModel::Fixed(Duration::from_millis(100)),
+        ..Config::default()
+    }
+    .api_key(KEY);
+    let handle = Emulator::start(config).await.unwrap();
+    let pattern = handle.create_pattern("full disk", None).id;
+    let mut cmd = imggo(
+        &handle,
+        &pattern,
+        Path::new("/dev/full"),
+        &["--no-optimize", "--concurrency", "2"],
+    );
+    cmd.arg(&inputs);
+    let o = output(cmd).await;
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("/dev/full"), "{}", stderr(&o));
+    // Two at a time, 100 ms each: the first line fails to write after one round, so
+    // only the inputs already sent by then may become jobs, not all 60.
+    let jobs = handle.stats().jobs_created;
+    assert!(
+        jobs <= 8,
+        "{jobs} jobs created after the results file failed"
+    );
+    handle.shutdown().await;
+}

@@ -231,6 +231,14 @@ pub enum Error {
     #[error("configuration error: {0}")]
     Config(String),
 
+    /// The run was stopped before this input was sent (its results could not be
+    /// recorded, or the caller stopped it).
+    #[error("not sent: the run was stopped ({reason})")]
+    Stopped {
+        /// Why the run stopped.
+        reason: String,
+    },
+
     /// An I/O error while reading `path`.
     #[error("I/O error on {path}: {source}")]
     Io {
@@ -384,6 +392,7 @@ impl Error {
             Self::InvalidInput { .. } => "INVALID_INPUT".into(),
             Self::Config(_) => "CONFIG".into(),
             Self::Io { .. } => "IO".into(),
+            Self::Stopped { .. } => "STOPPED".into(),
         }
     }
 }

@@ -104,7 +104,10 @@ impl Journal {
     pub fn open(path: &Path, resume: Option<&ResumeKey>) -> Result<(Self, HashSet<String>), Error> {
         let mut done = HashSet::new();
         let mut torn = 0;
-        if let Some(key) = resume {
+        // Only a regular file holds earlier results: a device or a pipe (`/dev/stdout`)
+        // is not read back (a FIFO would block, `/dev/zero` never end).
+        let regular = std::fs::metadata(path).map_or(true, |m| m.is_file());
+        if let Some(key) = resume.filter(|_| regular) {
             match File::open(path) {
                 Ok(f) => {
                     for line in BufReader::new(f).split(b'\n') {
@@ -189,6 +192,10 @@ fn create(path: &Path, resume: bool) -> Result<File, Error> {
         .create(true)
         .open(path)
         .map_err(io)?;
+    if !f.metadata().map_err(io)?.is_file() {
+        // `/dev/stdout`, a pipe, a device: nothing to empty or to repair.
+        return Ok(f);
+    }
     if !resume {
         f.set_len(0).map_err(io)?;
     }

@@ -12,16 +12,19 @@
 //!    [`Concurrency::Auto`]): limiter, ingest with the derived idempotency key, wait for the
 //!    job by polling or by webhook with polling as the fallback, cache put.
 
+use std::any::Any;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_core::Stream;
+use futures_util::FutureExt;
 use imggo_cache::{Cache, CachedResult, Deduper, Role};
 use imggo_core::{
     AlertRules, CacheKey, ContentHash, Error, Job, Manifest, Outcome, RateLimitInfo, RetryPolicy,
@@ -217,6 +220,7 @@ impl PipelineBuilder {
                 pattern_id,
                 pattern_version: Mutex::new(self.pattern_version),
                 usage_readable: AtomicBool::new(false),
+                stopped: Mutex::new(None),
                 optimize: self.optimize,
                 cache: self.cache,
                 cache_ttl: self.cache_ttl,
@@ -280,6 +284,8 @@ struct Shared {
     /// Digests already handled in this run (16 bytes per unique input), so a repeat that
     /// arrives after the first one finished is still reported as a `duplicate`.
     seen: Mutex<HashSet<ContentHash>>,
+    /// Set by [`Run::stop`]: inputs not sent yet fail with [`Error::Stopped`].
+    stopped: Mutex<Option<String>>,
     /// The key may read the account's usage: its count of accepted ingests lets this
     /// run share the account's rate with other processes of the same user.
     usage_readable: AtomicBool,
@@ -310,6 +316,7 @@ struct Prepared {
 
 /// A running batch: a [`Stream`] of result lines, one per input, then [`Run::report`].
 pub struct Run {
+    shared: Arc<Shared>,
     started: Instant,
     pacer: Arc<LearnedPacer>,
     rx: mpsc::Receiver<ResultLine>,
@@ -326,6 +333,14 @@ impl Stream for Run {
 }
 
 impl Run {
+    /// Stops sending new work at once, for example when the results can no longer be
+    /// recorded: every input not sent yet gets a `failed` line with code `STOPPED`
+    /// naming `reason`; requests already sent finish and report as usual. The stream
+    /// still ends with one line per input.
+    pub fn stop(&self, reason: &str) {
+        self.shared.stop(reason);
+    }
+
     /// The next result line, or `None` when every input has one.
     pub async fn next_line(&mut self) -> Option<ResultLine> {
         self.rx.recv().await
@@ -427,7 +442,7 @@ impl Pipeline {
                 self.shared.pacer.set_min_interval(gap);
             }
         }
-        if let Some(v) = *self.shared.pattern_version.lock().expect("not poisoned") {
+        if let Some(v) = *lock(&self.shared.pattern_version) {
             return Ok(v);
         }
         let p = self
@@ -435,7 +450,7 @@ impl Pipeline {
             .client
             .get_pattern(&self.shared.pattern_id)
             .await?;
-        *self.shared.pattern_version.lock().expect("not poisoned") = Some(p.version);
+        *lock(&self.shared.pattern_version) = Some(p.version);
         Ok(p.version)
     }
 
@@ -494,9 +509,20 @@ impl Pipeline {
                 loop {
                     let next = in_rx.lock().await.recv().await;
                     let Some(input) = next else { break };
-                    if let Some(p) = shared.prepare_one(input, Instant::now(), &out_tx).await {
-                        if net_tx.send(p).await.is_err() {
-                            break;
+                    let (label, started) = (input.label(), Instant::now());
+                    let prepared = AssertUnwindSafe(shared.prepare_one(input, started, &out_tx))
+                        .catch_unwind()
+                        .await;
+                    match prepared {
+                        Ok(Some(p)) => {
+                            if net_tx.send(p).await.is_err() {
+                                break;
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(panic) => {
+                            let what = panic_text(&*panic);
+                            shared.internal(&out_tx, label, started, what).await;
                         }
                     }
                 }
@@ -516,20 +542,38 @@ impl Pipeline {
             let (shared, out_tx) = (shared.clone(), out_tx.clone());
             tokio::spawn(dispatch(shared, concurrency, net_rx, out_tx))
         };
-        drop(out_tx);
+        // The last lines (inputs stranded by a failure) go out once every stage is done.
+        let final_tx = out_tx;
 
-        let done = tokio::spawn(async move {
-            let counts = feeder.await.unwrap_or((0, 0));
-            for p in prep {
-                let _ = p.await;
-            }
-            let _ = dispatcher.await;
-            if let Some(w) = watcher {
-                w.abort();
-            }
-            counts
-        });
+        let done = {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let fed = feeder.await;
+                for p in prep {
+                    let _ = p.await;
+                }
+                let _ = dispatcher.await;
+                if let Some(w) = watcher {
+                    w.abort();
+                }
+                // Whatever went wrong above, no input goes without its line.
+                shared.strand_followers(&final_tx).await;
+                match fed {
+                    Ok(counts) => counts,
+                    Err(e) => {
+                        let what = match e.try_into_panic() {
+                            Ok(p) => panic_text(&*p),
+                            Err(e) => e.to_string(),
+                        };
+                        let label = "(listing the inputs)".to_string();
+                        shared.internal(&final_tx, label, started, what).await;
+                        (0, 0)
+                    }
+                }
+            })
+        };
         Run {
+            shared,
             started,
             pacer,
             rx: out_rx,
@@ -587,7 +631,7 @@ async fn dispatch(
                     permit: Some(permit),
                 };
                 tasks.spawn(async move {
-                    shared.send_one(p, &out_tx, None, &mut slot).await;
+                    shared.send_guarded(p, &out_tx, None, &mut slot).await;
                 });
                 while tasks.try_join_next().is_some() {}
             }
@@ -598,7 +642,7 @@ async fn dispatch(
                 let (shared, out_tx) = (shared.clone(), out_tx.clone());
                 tasks.spawn(async move {
                     shared
-                        .send_one(p, &out_tx, Some(permit), &mut Slot::default())
+                        .send_guarded(p, &out_tx, Some(permit), &mut Slot::default())
                         .await;
                 });
                 while tasks.try_join_next().is_some() {}
@@ -625,6 +669,21 @@ impl Slot {
         wait.await;
         self.permit = slots.clone().acquire_owned().await.ok();
     }
+}
+
+/// What a caught panic said.
+fn panic_text(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
+}
+
+/// Locks `m` even if a panicking task poisoned it: the run goes on, the panicking input
+/// gets its `INTERNAL` line.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Elapsed milliseconds since `t`.
@@ -655,6 +714,63 @@ impl Shared {
         let _ = out.send(line).await;
     }
 
+    /// The line of an input whose handling panicked (a bug, or a user's `Cache`,
+    /// `Limiter` or `RetryPolicy` that panicked): `failed`, code `INTERNAL`.
+    async fn internal(
+        &self,
+        out: &mpsc::Sender<ResultLine>,
+        label: String,
+        started: Instant,
+        what: String,
+    ) {
+        let line = self.internal_line(label, started, &what);
+        self.emit(out, line).await;
+    }
+
+    fn internal_line(&self, label: String, started: Instant, what: &str) -> ResultLine {
+        let mut l = self.line(label.clone(), started, Outcome::Failed);
+        l.error = Some(ErrorInfo {
+            code: "INTERNAL".into(),
+            message: format!("internal error while handling {label}: {what}"),
+        });
+        l
+    }
+
+    /// [`Shared::send_one`], and if it panics, a `failed` line `INTERNAL` for the input
+    /// and for every identical input that waited on it.
+    async fn send_guarded(
+        &self,
+        p: Prepared,
+        out: &mpsc::Sender<ResultLine>,
+        permit: Option<Permit>,
+        slot: &mut Slot,
+    ) {
+        let (label, digest, hash) = (p.label.clone(), p.key.digest(), p.hash);
+        let started = Instant::now();
+        let sent = AssertUnwindSafe(self.send_one(p, out, permit, slot))
+            .catch_unwind()
+            .await;
+        if let Err(panic) = sent {
+            let mut line = self.internal_line(label, started, &panic_text(&*panic));
+            line.content_hash = Some(hash.to_string());
+            self.finish(out, &digest, line).await;
+        }
+    }
+
+    /// Inputs still waiting on an identical one when the run ends: that one's handling
+    /// failed without answering them (it panicked). Each gets a `failed` line `INTERNAL`.
+    async fn strand_followers(&self, out: &mpsc::Sender<ResultLine>) {
+        let stranded: Vec<Follower> = {
+            let mut inflight = lock(&self.inflight);
+            inflight.drain().flat_map(|(_, f)| f).collect()
+        };
+        for f in stranded {
+            let what = "the identical input it waited on failed without an answer";
+            let line = self.internal_line(f.label, f.started, what);
+            self.emit(out, line).await;
+        }
+    }
+
     async fn fail(
         &self,
         out: &mpsc::Sender<ResultLine>,
@@ -678,15 +794,11 @@ impl Shared {
         out: &mpsc::Sender<ResultLine>,
     ) -> Option<Prepared> {
         let label = input.label();
-        if let Some(e) = self.quota_error() {
+        if let Some(e) = self.halted() {
             self.fail(out, label, started, None, &e).await;
             return None;
         }
-        let version = self
-            .pattern_version
-            .lock()
-            .expect("not poisoned")
-            .unwrap_or(1);
+        let version = lock(&self.pattern_version).unwrap_or(1);
         let (hash, raw) = match input {
             Input::Broken { reason, .. } => {
                 let e = Error::InvalidInput {
@@ -737,7 +849,7 @@ impl Shared {
 
         // In-run single flight: an identical input already on its way answers this one.
         {
-            let mut inflight = self.inflight.lock().expect("not poisoned");
+            let mut inflight = lock(&self.inflight);
             if let Some(followers) = inflight.get_mut(&digest) {
                 followers.push(Follower {
                     label,
@@ -748,7 +860,7 @@ impl Shared {
             }
             inflight.insert(digest, Vec::new());
         }
-        let repeat = !self.seen.lock().expect("not poisoned").insert(digest);
+        let repeat = !lock(&self.seen).insert(digest);
         let answered = if repeat {
             Outcome::Duplicate
         } else {
@@ -882,9 +994,25 @@ impl Shared {
         self.finish(out, &digest, l).await;
     }
 
+    /// Why nothing more may be sent: the run was stopped, or the quota is gone.
+    fn halted(&self) -> Option<Error> {
+        if let Some(reason) = lock(&self.stopped).clone() {
+            return Some(Error::Stopped { reason });
+        }
+        self.quota_error()
+    }
+
+    /// Stops sending: inputs not sent yet fail at once with [`Error::Stopped`]; requests
+    /// already sent finish and report as usual.
+    fn stop(&self, reason: &str) {
+        lock(&self.stopped).get_or_insert_with(|| reason.to_string());
+        self.pacer.close(Duration::ZERO);
+        self.quota_closed.send_replace(true);
+    }
+
     /// The quota's error, once the service said it is gone.
     fn quota_error(&self) -> Option<Error> {
-        let (retry_after, limit) = (*self.quota_gone.lock().expect("not poisoned"))?;
+        let (retry_after, limit) = (*lock(&self.quota_gone))?;
         Some(Error::QuotaExhausted {
             retry_after,
             limit,
@@ -896,7 +1024,7 @@ impl Shared {
     /// not sent yet fail at once.
     fn quota_exhausted(&self, retry_after: Duration, limit: Option<RateLimitInfo>) -> Error {
         {
-            let mut gone = self.quota_gone.lock().expect("not poisoned");
+            let mut gone = lock(&self.quota_gone);
             if gone.is_none() {
                 let mut info = limit.unwrap_or_default();
                 if info.reset.is_none() {
@@ -911,7 +1039,7 @@ impl Shared {
     }
 
     fn limit_error(&self, e: LimitError) -> Error {
-        if let Some(q) = self.quota_error() {
+        if let Some(q) = self.halted() {
             return q;
         }
         match Error::from(e) {
@@ -952,7 +1080,7 @@ impl Shared {
         // its turn again (as often as needed), a 5xx or a dropped connection is retried
         // through the retry policy, an exhausted quota ends the input and the run.
         let accepted = loop {
-            if let Some(e) = self.quota_error() {
+            if let Some(e) = self.halted() {
                 return Err(e);
             }
             let waiting = Instant::now();
@@ -1064,14 +1192,13 @@ impl Shared {
 
     /// Emits `line` and a `duplicate` line (same result) for each input that waited on it.
     async fn finish(&self, out: &mpsc::Sender<ResultLine>, digest: &ContentHash, line: ResultLine) {
-        let followers = self
-            .inflight
-            .lock()
-            .expect("not poisoned")
-            .remove(digest)
-            .unwrap_or_default();
+        let followers = lock(&self.inflight).remove(digest).unwrap_or_default();
         for f in followers {
             let mut d = line.clone();
+            if let Some(e) = &mut d.error {
+                // Name the input this line is for.
+                e.message = format!("{}: identical to {}: {}", f.label, line.input, e.message);
+            }
             d.input = f.label;
             if d.status != Outcome::Failed {
                 d.status = Outcome::Duplicate;

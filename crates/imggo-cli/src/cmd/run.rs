@@ -137,6 +137,13 @@ async fn run_async(args: Args) -> ExitCode {
     while let Some(line) = run.next_line().await {
         if journal_error.is_none() {
             if let Err(e) = journal.append(&line) {
+                // Nothing more can be recorded: spend no more quota on work that
+                // would be lost.
+                run.stop("the results file cannot be written");
+                eprintln!(
+                    "imggo: results file {}: {e}; stopping (inputs not sent yet are not run)",
+                    args.out.display()
+                );
                 journal_error = Some(e);
             }
         }

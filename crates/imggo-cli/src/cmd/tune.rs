@@ -1,12 +1,15 @@
 //! `imggo tune <INPUT>... --pattern ID [--levels 1,5,10,20,50]`: the guide's concurrency
 //! sweep, done right — each level really runs that many uploads at once, on fresh jobs
 //! (a per-sweep nonce in `extras` keeps idempotency from answering from earlier levels).
+//! Under a rate limit the levels share one pacer, so the limit is learned once, and the
+//! recommendation names it: past the knee, the service's limit caps throughput.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use imggo::core::Tracker;
+use imggo::ratelimit::LearnedPacer;
 use imggo::{Concurrency, CountingRetry, Inputs, Pipeline, Report};
 use serde::Serialize;
 use serde_json::json;
@@ -46,17 +49,33 @@ pub struct Level {
     pub p95_ms: f64,
     /// Inputs that failed.
     pub failed: u64,
+    /// Ingests per second the service allows, as learned so far (absent while no limit
+    /// was met).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_per_sec: Option<f64>,
+    /// Ingests refused with 429 at this level (each waited and went again).
+    pub rate_limited: u64,
 }
 
-/// The lowest level within 10 % of the best throughput: more concurrency than that only
-/// adds latency and rate-limit risk.
+/// The lowest level within 10 % of the best throughput, or the lowest that ran into the
+/// service's rate limit (its 429s say it asked for more than the service allows, even if
+/// learning the limit cost it some throughput): more concurrency than that only adds
+/// latency and rate-limit risk.
 pub fn knee(levels: &[Level]) -> Option<usize> {
     let best = levels.iter().map(|l| l.images_per_sec).fold(0.0, f64::max);
     levels
         .iter()
-        .filter(|l| l.failed == 0 && l.images_per_sec >= 0.9 * best)
+        .filter(|l| l.failed == 0 && (l.images_per_sec >= 0.9 * best || l.rate_limited > 0))
         .map(|l| l.concurrency)
         .min()
+}
+
+/// The service's limit when it is what flattens the curve: a limit was learned, and the
+/// best level reached 90 % of it.
+pub fn limit_at_knee(levels: &[Level]) -> Option<f64> {
+    let limit = levels.iter().rev().find_map(|l| l.limit_per_sec)?;
+    let best = levels.iter().map(|l| l.images_per_sec).fold(0.0, f64::max);
+    (best >= 0.9 * limit).then_some(limit)
 }
 
 /// Runs the sweep.
@@ -73,10 +92,13 @@ pub fn run(args: Args) -> ExitCode {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         let mut results = Vec::new();
+        // The account's limit does not change with the level: learn it once.
+        let pacer = Arc::new(LearnedPacer::new());
+        let mut refused_before = 0;
         if !args.json {
             println!(
-                "{:>12} {:>10} {:>10} {:>7}",
-                "concurrency", "images/s", "p95 ms", "failed"
+                "{:>12} {:>10} {:>10} {:>7} {:>7}",
+                "concurrency", "images/s", "p95 ms", "failed", "429s"
             );
         }
         for &level in &args.levels {
@@ -95,6 +117,7 @@ pub fn run(args: Args) -> ExitCode {
                 .optimize((!args.no_optimize).then(Default::default))
                 .concurrency(Concurrency::Fixed(level))
                 .extras(json!({ "imggo_tune": format!("{nonce:x}-{level}") }))
+                .pacer(pacer.clone())
                 .tracker(tracker)
                 .build();
             let pipeline = match built {
@@ -107,28 +130,41 @@ pub fn run(args: Args) -> ExitCode {
             let mut run = pipeline.run(Inputs::new(args.inputs.clone()));
             while run.next_line().await.is_some() {}
             let report: Report = run.report().await;
+            let pace = report.pace.as_ref();
+            let refused = pace.map_or(0, |p| p.refused);
             let l = Level {
                 concurrency: level,
                 images_per_sec: report.snapshot.throughput,
                 p95_ms: report.snapshot.latency.p95_ms,
                 failed: report.snapshot.failed,
+                limit_per_sec: pace.and_then(|p| p.allowed_rate),
+                rate_limited: refused.saturating_sub(refused_before),
             };
+            refused_before = refused;
             if args.json {
                 println!("{}", serde_json::to_string(&l).expect("serialises"));
             } else {
                 println!(
-                    "{:>12} {:>10.1} {:>10.0} {:>7}",
-                    l.concurrency, l.images_per_sec, l.p95_ms, l.failed
+                    "{:>12} {:>10.1} {:>10.0} {:>7} {:>7}",
+                    l.concurrency, l.images_per_sec, l.p95_ms, l.failed, l.rate_limited
                 );
             }
             results.push(l);
         }
-        match knee(&results) {
-            Some(k) if args.json => println!("{}", json!({ "recommended_concurrency": k })),
-            Some(k) => println!(
+        let limit = limit_at_knee(&results);
+        match (knee(&results), limit) {
+            (Some(k), limit) if args.json => println!(
+                "{}",
+                json!({ "recommended_concurrency": k, "limit_per_sec": limit })
+            ),
+            (Some(k), Some(limit)) => println!(
+                "recommended: --concurrency {k} (from there the service's limit, \
+                 {limit:.1} ingests/s, caps throughput)"
+            ),
+            (Some(k), None) => println!(
                 "recommended: --concurrency {k} (lowest level within 10 % of the best throughput)"
             ),
-            None => println!("no level finished without failures"),
+            (None, _) => println!("no level finished without failures"),
         }
         ExitCode::SUCCESS
     })
@@ -145,6 +181,8 @@ mod tests {
             images_per_sec: r,
             p95_ms: 0.0,
             failed: f,
+            limit_per_sec: None,
+            rate_limited: 0,
         };
         assert_eq!(
             knee(&[l(1, 10.0, 0), l(5, 45.0, 0), l(10, 48.0, 0), l(20, 49.0, 0)]),
@@ -155,5 +193,28 @@ mod tests {
             Some(10)
         );
         assert_eq!(knee(&[]), None);
+    }
+
+    #[test]
+    fn a_limit_is_the_knee_only_when_throughput_reaches_it() {
+        let l = |c, r, limit| Level {
+            concurrency: c,
+            images_per_sec: r,
+            p95_ms: 0.0,
+            failed: 0,
+            limit_per_sec: limit,
+            rate_limited: 0,
+        };
+        let capped = [l(1, 3.0, None), l(5, 9.6, Some(9.9)), l(10, 9.7, Some(9.9))];
+        assert_eq!(limit_at_knee(&capped), Some(9.9));
+        assert_eq!(knee(&capped), Some(5));
+        // Learning the limit cost level 5 throughput, but its 429s show it reached it.
+        let mut learning = [l(1, 3.0, None), l(5, 7.0, Some(9.9)), l(10, 9.7, Some(9.9))];
+        learning[1].rate_limited = 12;
+        assert_eq!(knee(&learning), Some(5));
+        // A limit far above what any level reached does not explain the curve.
+        let free = [l(1, 3.0, None), l(5, 9.6, Some(50.0))];
+        assert_eq!(limit_at_knee(&free), None);
+        assert_eq!(limit_at_knee(&[l(1, 3.0, None)]), None);
     }
 }
