@@ -171,6 +171,58 @@ async fn resume_with_another_pattern_runs_everything_again() {
     handle.shutdown().await;
 }
 
+/// Resume is keyed by pattern, pattern version and settings: a new version of the pattern
+/// or other optimiser options redo every input; the same ones skip them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_after_a_new_pattern_version_or_other_settings_runs_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let input_dir = dir.path().join("in");
+    let inputs = imggo_testkit::corpus_variants(&input_dir, 3, 0);
+    let n = inputs.len() as u64;
+    let (handle, pattern) = emulator().await;
+    let out = dir.path().join("results.jsonl");
+    let arg = input_dir.display().to_string();
+    let run = |flags: &[&str]| {
+        let mut all = vec!["--json", "--resume", arg.as_str()];
+        all.extend_from_slice(flags);
+        output(imggo(&handle, &pattern, &out, &all))
+    };
+    let resumed = |o: &Output| {
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(o));
+        report(o).resumed
+    };
+
+    assert_eq!(resumed(&run(&["--no-optimize"]).await), 0);
+    assert_eq!(
+        resumed(&run(&["--no-optimize"]).await),
+        n,
+        "same everything"
+    );
+    // Other settings: the optimiser on.
+    assert_eq!(resumed(&run(&[]).await), 0, "other settings");
+    assert_eq!(resumed(&run(&[]).await), n);
+    // A new version of the pattern.
+    let client = imggo::http::Client::builder()
+        .base_url(handle.base_url())
+        .api_key(KEY)
+        .build()
+        .unwrap();
+    let update = imggo::core::UpdatePattern {
+        instructions: Some("Extract every field, now with the totals".into()),
+        ..Default::default()
+    };
+    let updated = client.update_pattern(&pattern, &update).await.unwrap();
+    assert_eq!(updated.version, 2);
+    assert_eq!(resumed(&run(&[]).await), 0, "a new pattern version");
+    assert_eq!(resumed(&run(&[]).await), n);
+    let all = lines(&out);
+    assert_eq!(all.len() as u64, 3 * n);
+    assert!(all
+        .iter()
+        .all(|l| l.pattern_version.is_some() && l.settings.is_some()));
+    handle.shutdown().await;
+}
+
 /// Case 3: a run refused before it starts (an unknown pattern) keeps the results file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mistyped_pattern_leaves_the_results_file_alone() {

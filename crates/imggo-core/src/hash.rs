@@ -108,6 +108,13 @@ impl SettingsFingerprint {
     }
 }
 
+impl fmt::Display for SettingsFingerprint {
+    /// 16 lower-case hex digits.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
 /// The key of a cached result: content hash, pattern id and version, and the settings
 /// fingerprint. A new pattern version or other settings never hit an old entry.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

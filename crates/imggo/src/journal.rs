@@ -54,27 +54,63 @@ pub struct ResultLine {
     pub bytes_in: u64,
     /// Bytes uploaded (after optimisation; 0 when nothing was uploaded).
     pub bytes_sent: u64,
+    /// The pattern's version the input ran with (absent in lines of older releases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern_version: Option<u32>,
+    /// Fingerprint (16 hex digits) of the settings that shape the result, such as the
+    /// optimiser's options (absent in lines of older releases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<String>,
 }
 
 /// What a line of an earlier run must match for `--resume` to count its input as done:
-/// the pattern it ran with (a run with another pattern redoes every input).
+/// the pattern, its version and the settings it ran with. A run with another pattern, a
+/// new version of it, or other optimiser options redoes every input. Lines written before
+/// versions and settings were recorded match on the pattern alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ResumeKey {
     /// The pattern of this run.
     pub pattern_id: String,
+    /// The pattern's version of this run, when known.
+    pub pattern_version: Option<u32>,
+    /// The settings fingerprint of this run (as in [`ResultLine::settings`]), when known.
+    pub settings: Option<String>,
 }
 
 impl ResumeKey {
-    /// The key of a run with `pattern_id`.
+    /// The key of a run with `pattern_id` (any version, any settings).
     pub fn new(pattern_id: impl Into<String>) -> Self {
         Self {
             pattern_id: pattern_id.into(),
+            pattern_version: None,
+            settings: None,
         }
     }
 
+    /// Also requires the pattern's `version`.
+    pub fn version(mut self, version: u32) -> Self {
+        self.pattern_version = Some(version);
+        self
+    }
+
+    /// Also requires the settings fingerprint `settings`.
+    pub fn settings(mut self, settings: impl Into<String>) -> Self {
+        self.settings = Some(settings.into());
+        self
+    }
+
     fn matches(&self, line: &ResultLine) -> bool {
+        let agree = |want: Option<&str>, got: Option<&str>| match (want, got) {
+            (Some(w), Some(g)) => w == g,
+            _ => true,
+        };
         line.pattern_id == self.pattern_id
+            && agree(
+                self.pattern_version.map(|v| v.to_string()).as_deref(),
+                line.pattern_version.map(|v| v.to_string()).as_deref(),
+            )
+            && agree(self.settings.as_deref(), line.settings.as_deref())
     }
 }
 
@@ -239,6 +275,8 @@ mod tests {
             latency_ms: 1,
             bytes_in: 1,
             bytes_sent: 1,
+            pattern_version: None,
+            settings: None,
         }
     }
 

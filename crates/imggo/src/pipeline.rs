@@ -416,6 +416,19 @@ impl Pipeline {
         self.shared.tracker.clone()
     }
 
+    /// The fingerprint of the settings that shape each result (part of every cache key,
+    /// and written to every result line as `settings`).
+    pub fn settings(&self) -> SettingsFingerprint {
+        self.shared.settings
+    }
+
+    /// Inputs (by label) not to run, e.g. those an earlier results file shows finished
+    /// with this pattern version and these settings; each counts as resumed.
+    pub fn skip(mut self, done: HashSet<String>) -> Self {
+        self.skip = done;
+        self
+    }
+
     /// The pacer of the run's ingests (its [`status`](LearnedPacer::status) says what rate
     /// the service allows and whether the run is waiting on it).
     pub fn pacer(&self) -> Arc<LearnedPacer> {
@@ -705,6 +718,8 @@ impl Shared {
             latency_ms: ms(started),
             bytes_in: 0,
             bytes_sent: 0,
+            pattern_version: *lock(&self.pattern_version),
+            settings: Some(self.settings.to_string()),
         }
     }
 

@@ -108,15 +108,40 @@ async fn run_async(args: Args) -> ExitCode {
     };
     let Built {
         pipeline,
-        mut journal,
+        pattern,
         webhook_cleanup,
         metrics,
     } = built;
-    if let Err(e) = pipeline.prepare().await {
-        return usage_error(&explain(&e));
-    }
+    // Every early return below first removes what `build` registered with the service.
+    let cleanup = || async {
+        if let Some(c) = webhook_cleanup {
+            c.await;
+        }
+    };
+    let version = match pipeline.prepare().await {
+        Ok(v) => v,
+        Err(e) => {
+            cleanup().await;
+            return usage_error(&explain(&e));
+        }
+    };
+    // An earlier line counts as done only for this pattern, version and settings.
+    let resume = args.resume.then(|| {
+        ResumeKey::new(pattern)
+            .version(version)
+            .settings(pipeline.settings().to_string())
+    });
+    let (mut journal, done) = match Journal::open(&args.out, resume.as_ref()) {
+        Ok(j) => j,
+        Err(e) => {
+            cleanup().await;
+            return usage_error(&e);
+        }
+    };
+    let pipeline = pipeline.skip(done);
     // Only now may an earlier results file be emptied.
     if let Err(e) = journal.start() {
+        cleanup().await;
         return usage_error(&e);
     }
     if journal.torn_lines() > 0 {
@@ -157,9 +182,7 @@ async fn run_async(args: Args) -> ExitCode {
     }
     progress.finish();
     let report: Report = run.report().await;
-    if let Some(cleanup) = webhook_cleanup {
-        cleanup.await;
-    }
+    cleanup().await;
     if let Some(m) = metrics {
         m.abort();
     }
@@ -190,7 +213,7 @@ fn explain(e: &Error) -> String {
 
 struct Built {
     pipeline: Pipeline,
-    journal: Journal,
+    pattern: String,
     webhook_cleanup: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
     metrics: Option<tokio::task::JoinHandle<()>>,
 }
@@ -286,9 +309,6 @@ async fn build(args: &Args, file: &FileConfig, tracker: Arc<Tracker>) -> Result<
         rules.max_p95 = Some(seconds("--alert-p95", s, false)?);
     }
 
-    let resume = args.resume.then(|| ResumeKey::new(pattern.clone()));
-    let (journal, done) = Journal::open(&args.out, resume.as_ref())?;
-
     let mut webhook_cleanup = None;
     let wait = match (&args.webhook_listen, &args.webhook_secret) {
         (Some(addr), Some(secret)) => {
@@ -341,14 +361,13 @@ async fn build(args: &Args, file: &FileConfig, tracker: Arc<Tracker>) -> Result<
 
     let mut b = Pipeline::builder()
         .client(client)
-        .pattern(pattern)
+        .pattern(pattern.clone())
         .optimize(optimize)
         .limiter(Arc::new(limiters.into_iter().collect::<Chain>()))
         .concurrency(concurrency)
         .wait(wait)
         .tracker(tracker)
-        .alert_rules(rules)
-        .skip(done);
+        .alert_rules(rules);
     if let Some(cache) = cache {
         b = b.cache(cache, Duration::from_secs(30 * 24 * 3600));
     }
@@ -357,7 +376,7 @@ async fn build(args: &Args, file: &FileConfig, tracker: Arc<Tracker>) -> Result<
     }
     Ok(Built {
         pipeline: b.build()?,
-        journal,
+        pattern,
         webhook_cleanup,
         metrics,
     })
