@@ -9,7 +9,10 @@
 //!   (shared as `Arc<E>`). If the leader's future is dropped, a follower takes over.
 //! - **Across workers** (with [`Deduper::with_redis`]): the local leader claims a lease
 //!   with `SET {lease} {token} NX PX {lease}`. The winner runs the call, renews the lease
-//!   while it runs, publishes the result under a result key (JSON, short TTL) and releases
+//!   while it runs (a renewal that finds the lease gone or taken over counts as a lost
+//!   lease, [`DedupStats::leases_lost`], and renewing stops), publishes the result under a
+//!   result key (JSON, short TTL, `NX`: the first published result is the one every
+//!   worker returns) and releases
 //!   the lease with a compare-and-delete script (so it never deletes another worker's
 //!   lease). The others poll the result key; if the lease disappears without a result (the
 //!   leader failed or died and its lease expired), one of them claims it and runs the call.
@@ -82,6 +85,10 @@ pub struct DedupStats {
     /// Calls run without cross-worker coordination because Redis failed or the wait
     /// passed `max_wait`.
     pub fallbacks: u64,
+    /// Leases lost while their call ran: the renewal found another worker's claim (or
+    /// none), or Redis failed for longer than the lease. Another worker may then have
+    /// run the same call; the first published result is the one every worker returns.
+    pub leases_lost: u64,
 }
 
 type Shared<T, E> = Option<Result<T, Arc<E>>>;
@@ -95,6 +102,7 @@ pub struct Deduper<T, E> {
     remote_followers: AtomicU64,
     waiting: AtomicU64,
     fallbacks: AtomicU64,
+    leases_lost: AtomicU64,
 }
 
 struct Remote {
@@ -115,6 +123,14 @@ const RENEW_LUA: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 "#;
+
+/// What became of a result a leader published.
+enum Published {
+    Stored,
+    /// Another worker's result was there first.
+    Taken,
+    Failed,
+}
 
 /// Counts a waiting caller for as long as it lives.
 struct Waiting<'a>(&'a AtomicU64);
@@ -195,6 +211,7 @@ where
             remote_followers: AtomicU64::new(0),
             waiting: AtomicU64::new(0),
             fallbacks: AtomicU64::new(0),
+            leases_lost: AtomicU64::new(0),
         }
     }
 
@@ -206,6 +223,7 @@ where
             remote_followers: self.remote_followers.load(Ordering::SeqCst),
             waiting: self.waiting.load(Ordering::SeqCst),
             fallbacks: self.fallbacks.load(Ordering::SeqCst),
+            leases_lost: self.leases_lost.load(Ordering::SeqCst),
         }
     }
 
@@ -289,9 +307,19 @@ where
                         return Ok(self.remote_follow(t));
                     }
                     self.leaders.fetch_add(1, Ordering::SeqCst);
-                    let result = remote.run_renewing(&names, &token, call()).await;
+                    let (result, held) = remote.run_renewing(&names, &token, call()).await;
+                    if !held {
+                        self.leases_lost.fetch_add(1, Ordering::SeqCst);
+                    }
                     if let Ok(t) = &result {
-                        remote.publish(&names, t).await;
+                        // Another worker that took the lease over may have published
+                        // first: its result is the one every worker returns.
+                        if let Published::Taken = remote.publish(&names, t).await {
+                            if let Ok(Some(theirs)) = remote.published::<T>(&names).await {
+                                remote.release(&names, &token).await;
+                                return Ok(self.remote_follow(theirs));
+                            }
+                        }
                     }
                     remote.release(&names, &token).await;
                     return result.map(|t| (t, Role::Leader)).map_err(Arc::new);
@@ -419,34 +447,54 @@ impl Remote {
         Ok(set.is_some())
     }
 
+    /// Runs `work` while renewing the lease every third of its length. Also says whether
+    /// the lease was held throughout: a renewal that finds the lease gone or another
+    /// worker's, or renewals failing for longer than the lease, mean it was not (the
+    /// renewals stop then, so that another worker's claim is never extended).
     async fn run_renewing<T, E>(
         &self,
         names: &LeaseNames,
         token: &str,
         work: impl Future<Output = Result<T, E>>,
-    ) -> Result<T, E> {
+    ) -> (Result<T, E>, bool) {
         let every = self.options.lease / 3;
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let mut renewed_at = Instant::now();
+        let mut held = true;
         tokio::pin!(work);
         loop {
             tokio::select! {
-                result = &mut work => return result,
-                _ = tick.tick() => {
+                result = &mut work => return (result, held),
+                _ = tick.tick(), if held => {
                     let mut conn = self.link.conn();
                     let mut inv = self.renew.key(&names.lease);
                     inv.arg(token).arg(millis(self.options.lease));
                     let renewed = self.link.call(async { inv.invoke_async::<u64>(&mut conn).await }).await;
-                    if let Err(e) = renewed {
-                        warn("lease renewal failed", &e);
+                    match renewed {
+                        Ok(1) => renewed_at = Instant::now(),
+                        Ok(_) => {
+                            held = false;
+                            tracing::warn!(
+                                target: "imggo_cache::dedup",
+                                "lease lost while its call ran: another worker may run it too"
+                            );
+                        }
+                        Err(e) => {
+                            warn("lease renewal failed", &e);
+                            if renewed_at.elapsed() >= self.options.lease {
+                                held = false;
+                            }
+                        }
                     }
                 }
             }
         }
     }
 
-    async fn publish<T: Serialize>(&self, names: &LeaseNames, value: &T) {
+    /// Stores `value` as the key's result unless one is there already (`SET NX`).
+    async fn publish<T: Serialize>(&self, names: &LeaseNames, value: &T) -> Published {
         let Ok(payload) = serde_json::to_vec(value) else {
-            return;
+            return Published::Failed;
         };
         let mut conn = self.link.conn();
         let stored = self
@@ -455,14 +503,20 @@ impl Remote {
                 redis::cmd("SET")
                     .arg(&names.result)
                     .arg(payload)
+                    .arg("NX")
                     .arg("PX")
                     .arg(millis(self.options.result_ttl))
-                    .query_async::<()>(&mut conn)
+                    .query_async::<Option<String>>(&mut conn)
                     .await
             })
             .await;
-        if let Err(e) = stored {
-            warn("result publish failed", &e);
+        match stored {
+            Ok(Some(_)) => Published::Stored,
+            Ok(None) => Published::Taken,
+            Err(e) => {
+                warn("result publish failed", &e);
+                Published::Failed
+            }
         }
     }
 

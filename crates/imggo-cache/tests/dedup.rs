@@ -232,3 +232,69 @@ async fn redis_down_means_run_locally() {
     assert_eq!((v.as_str(), role), ("local", Role::Leader));
     assert_eq!(d.stats().fallbacks, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_loses_its_lease_returns_the_result_published_first() {
+    let server = RedisServer::start();
+    let k = key("lost-lease", 1);
+    let names = imggo_cache::dedup::LeaseNames::new(&k);
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let link = RedisLink::connect(&server.url(), RedisOptions::default())
+        .await
+        .unwrap();
+    let d = D::with_redis(
+        link,
+        DedupOptions {
+            lease: Duration::from_millis(300),
+            poll: Duration::from_millis(10),
+            ..Default::default()
+        },
+    );
+    let (v, role) = d
+        .run(&k, || async {
+            // While this call runs, its lease is lost (expired under a stalled Redis,
+            // say): another worker claims the key, runs it and publishes first.
+            let mut other = conn.clone();
+            let _: () = redis::cmd("SET")
+                .arg(&names.lease)
+                .arg("other-worker")
+                .arg("PX")
+                .arg(60_000)
+                .query_async(&mut other)
+                .await
+                .unwrap();
+            let _: () = redis::cmd("SET")
+                .arg(&names.result)
+                .arg(serde_json::to_vec("theirs").unwrap())
+                .query_async(&mut other)
+                .await
+                .unwrap();
+            // Long enough for a renewal to find the other worker's claim.
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            Ok("mine".to_owned())
+        })
+        .await
+        .unwrap();
+    assert_eq!((v.as_str(), role), ("theirs", Role::Follower));
+    assert_eq!(d.stats().leases_lost, 1);
+    // The other worker's claim was neither extended to our length nor deleted.
+    let holder: Option<String> = redis::cmd("GET")
+        .arg(&names.lease)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(holder.as_deref(), Some("other-worker"));
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&names.lease)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        ttl > 50_000,
+        "the other worker's lease keeps its own expiry: {ttl}"
+    );
+}
