@@ -485,3 +485,146 @@ async fn a_results_file_that_cannot_be_written_stops_the_run() {
     );
     handle.shutdown().await;
 }
+
+fn client(handle: &Handle) -> imggo::http::Client {
+    imggo::http::Client::builder()
+        .base_url(handle.base_url())
+        .api_key(KEY)
+        .build()
+        .unwrap()
+}
+
+/// A remote service can never deliver to 127.0.0.1 or 0.0.0.0: without `--webhook-url`
+/// the run is refused before anything is registered or sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_to_a_remote_service_need_a_reachable_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in");
+    imggo_testkit::corpus_variants(&inputs, 2, 0);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_imggo"));
+    cmd.args(["run", "--pattern", "550e8400-e29b-41d4-a716-446655440000"])
+        .args(["--endpoint", "https://img-go.example/api", "--api-key", KEY])
+        .args(["--webhook-listen", "0.0.0.0:0", "--webhook-secret"])
+        .arg("a-webhook-secret-of-some-length")
+        .args(["--quiet", "--cache", "off", "--out"])
+        .arg(dir.path().join("r.jsonl"))
+        .arg(&inputs)
+        .env("IMGGO_CONFIG", "/nonexistent/imggo-config.toml")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let o = output(cmd).await;
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--webhook-url"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("a-webhook-secret"), "{}", stderr(&o));
+}
+
+/// A registration of the same URL left by a killed run, with another secret, would make
+/// every delivery fail its signature: it is replaced, results arrive by webhook, and the
+/// run leaves no registration behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_webhook_with_another_secret_is_replaced_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in");
+    imggo_testkit::corpus_variants(&inputs, 6, 0);
+    let (handle, pattern) = emulator().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/");
+    let c = client(&handle);
+    c.create_webhook(&imggo::core::CreateWebhook {
+        url: url.clone(),
+        events: vec!["job.succeeded".into(), "job.failed".into()],
+        secret: Some(imggo::core::Secret::new("left-by-a-killed-run-0000")),
+    })
+    .await
+    .unwrap();
+    let out = dir.path().join("r.jsonl");
+    let listen = format!("127.0.0.1:{port}");
+    let arg = inputs.display().to_string();
+    let flags = [
+        "--no-optimize",
+        "--webhook-listen",
+        &listen,
+        "--webhook-secret",
+        "this-runs-own-secret-1234",
+        "--webhook-fallback",
+        "30",
+        &arg,
+    ];
+    let o = output(imggo(&handle, &pattern, &out, &flags)).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let all = lines(&out);
+    assert_eq!(all.len(), 6);
+    assert!(all.iter().all(|l| l.status == Outcome::Succeeded));
+    assert_eq!(handle.stats().job_polls, 0, "every result came by webhook");
+    assert!(c.list_webhooks().await.unwrap().is_empty(), "nothing left");
+    handle.shutdown().await;
+}
+
+/// Ctrl-C (or SIGTERM) stops sending at once, lets what was sent finish, writes one line
+/// per input (`STOPPED` for those not sent) and exits 130; `--resume` then does the rest,
+/// and the account sees one job per input in all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_run_finishes_what_it_sent_and_resume_does_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in");
+    imggo_testkit::corpus_variants(&inputs, 40, 0);
+    let config = Config {
+        latency: LatencyModel::Fixed(Duration::from_millis(200)),
+        ..Config::default()
+    }
+    .api_key(KEY);
+    let handle = Emulator::start(config).await.unwrap();
+    let pattern = handle.create_pattern("interrupted", None).id;
+    let out = dir.path().join("r.jsonl");
+    let arg = inputs.display().to_string();
+    let flags = ["--no-optimize", "--concurrency", "2", arg.as_str()];
+    let cmd = imggo(&handle, &pattern, &out, &flags);
+    let (o, lines_at_signal) = tokio::task::spawn_blocking({
+        let out = out.clone();
+        move || {
+            let mut cmd = cmd;
+            let child = cmd.spawn().unwrap();
+            // Interrupt once the run is under way.
+            while lines(&out).len() < 4 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let at = lines(&out).len();
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+            (child.wait_with_output().unwrap(), at)
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let first = lines(&out);
+    assert_eq!(first.len(), 40, "one line per input");
+    let succeeded = first
+        .iter()
+        .filter(|l| l.status == Outcome::Succeeded)
+        .count();
+    let stopped = first
+        .iter()
+        .filter(|l| l.error.as_ref().is_some_and(|e| e.code == "STOPPED"))
+        .count();
+    assert_eq!(succeeded + stopped, 40);
+    // Two at a time: what was in flight at the signal finished, nothing more was sent.
+    assert!(
+        succeeded <= lines_at_signal + 4,
+        "{succeeded} succeeded, {lines_at_signal} lines at the signal"
+    );
+    assert_eq!(handle.stats().jobs_created, succeeded as u64);
+
+    let mut resume = flags.to_vec();
+    resume.push("--resume");
+    let o = output(imggo(&handle, &pattern, &out, &resume)).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(handle.stats().jobs_created, 40, "one job per input in all");
+    handle.shutdown().await;
+}

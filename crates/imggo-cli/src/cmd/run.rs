@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use imggo::cache::{DedupOptions, Deduper, RedisLink, RedisOptions};
 use imggo::core::{redact_url, AlertRules, Error, RateLimitObserver, Secret, Tracker};
-use imggo::http::{PollPolicy, ReceiverOptions, WebhookReceiver};
+use imggo::http::{Client, PollPolicy, ReceiverOptions, WebhookReceiver};
 use imggo::optimize::Options as OptimizeOptions;
 use imggo::ratelimit::{
     AdaptiveConcurrency, AdaptiveConfig, Chain, HeaderPacer, Limiter, RedisLimiter, Subject,
@@ -68,6 +68,10 @@ pub struct Args {
     /// Receive job results by webhook on this address (polling stays as the fallback).
     #[arg(long, requires = "webhook_secret")]
     pub webhook_listen: Option<SocketAddr>,
+    /// The URL the service delivers webhooks to: a public address, a tunnel or a reverse
+    /// proxy in front of --webhook-listen. Needed unless the endpoint is on this machine.
+    #[arg(long, requires = "webhook_listen")]
+    pub webhook_url: Option<String>,
     /// Secret of the webhook signatures (at least 16 characters).
     #[arg(long, env = "IMGGO_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
@@ -159,7 +163,27 @@ async fn run_async(args: Args) -> ExitCode {
         .then(|| Inputs::new(args.inputs.clone()).count() as u64);
     let progress = Progress::new(args.quiet, total);
     let mut journal_error = None;
-    while let Some(line) = run.next_line().await {
+    let mut interrupts = interrupts();
+    let mut interrupted = false;
+    loop {
+        let line = tokio::select! {
+            line = run.next_line() => line,
+            () = interrupts.as_mut().next_signal() => {
+                if interrupted {
+                    // A second one: leave now. Every finished line is already on disk;
+                    // the next run replaces a webhook registration left behind.
+                    std::process::exit(130);
+                }
+                interrupted = true;
+                run.stop("interrupted");
+                eprintln!(
+                    "imggo: interrupted: sending nothing more, finishing what was sent \
+                     (again to quit at once); --resume goes on from here"
+                );
+                continue;
+            }
+        };
+        let Some(line) = line else { break };
         if journal_error.is_none() {
             if let Err(e) = journal.append(&line) {
                 // Nothing more can be recorded: spend no more quota on work that
@@ -183,6 +207,15 @@ async fn run_async(args: Args) -> ExitCode {
     progress.finish();
     let report: Report = run.report().await;
     cleanup().await;
+    if interrupted {
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string(&report).expect("report serialises")
+            );
+        }
+        return ExitCode::from(130);
+    }
     if let Some(m) = metrics {
         m.abort();
     }
@@ -201,6 +234,109 @@ async fn run_async(args: Args) -> ExitCode {
     ExitCode::from(report.exit_code())
 }
 
+/// Ctrl-C and SIGTERM, as one stream of signals.
+struct Interrupts {
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Interrupts {
+    async fn next_signal(self: std::pin::Pin<&mut Self>) {
+        let this = self.get_mut();
+        #[cfg(unix)]
+        if let Some(term) = &mut this.term {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+        let _ = this;
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn interrupts() -> std::pin::Pin<Box<Interrupts>> {
+    Box::pin(Interrupts {
+        #[cfg(unix)]
+        term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),
+    })
+}
+
+/// Removes the run's webhook registration when awaited.
+type Cleanup = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// The URL to register for deliveries to the receiver bound at `local`: `given`, or, when
+/// the service runs on this machine (the emulator), the receiver's own address. A remote
+/// service can never reach `127.0.0.1` or `0.0.0.0`, so it needs `--webhook-url`.
+fn webhook_url(given: Option<&str>, local: SocketAddr, endpoint: &str) -> Result<String, Error> {
+    if let Some(url) = given {
+        let ok = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace));
+        return if ok {
+            Ok(url.to_string())
+        } else {
+            Err(Error::Config(format!(
+                "--webhook-url {url}: wants an http:// or https:// URL"
+            )))
+        };
+    }
+    let host = endpoint
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split(['/', '?']).next())
+        .unwrap_or_default();
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        return Err(Error::Config(format!(
+            "--webhook-url is needed: the service cannot deliver to {local} on this machine; \
+             give the public URL that reaches --webhook-listen (a tunnel or a reverse proxy)"
+        )));
+    }
+    let ip = if local.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        local.ip()
+    };
+    Ok(format!("http://{}/", SocketAddr::new(ip, local.port())))
+}
+
+/// Registers `url` for job results with `secret`. A registration of the same URL left by
+/// an earlier run (one killed before it could remove it) may carry another secret, and
+/// every delivery would then fail its signature check: it is replaced. Returns what
+/// removes the new registration.
+async fn register_webhook(client: &Client, url: String, secret: String) -> Result<Cleanup, Error> {
+    for stale in client
+        .list_webhooks()
+        .await?
+        .iter()
+        .filter(|w| w.url == url)
+    {
+        client.delete_webhook(&stale.id).await?;
+    }
+    let created = client
+        .create_webhook(&imggo::core::CreateWebhook {
+            url,
+            events: vec!["job.succeeded".into(), "job.failed".into()],
+            secret: Some(Secret::new(secret)),
+        })
+        .await?;
+    let c = client.clone();
+    Ok(Box::pin(async move {
+        let _ = c.delete_webhook(&created.id).await;
+    }))
+}
+
 /// A clearer message for the errors that stop a run before it starts.
 fn explain(e: &Error) -> String {
     match e.status() {
@@ -214,7 +350,7 @@ fn explain(e: &Error) -> String {
 struct Built {
     pipeline: Pipeline,
     pattern: String,
-    webhook_cleanup: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+    webhook_cleanup: Option<Cleanup>,
     metrics: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -309,7 +445,9 @@ async fn build(args: &Args, file: &FileConfig, tracker: Arc<Tracker>) -> Result<
         rules.max_p95 = Some(seconds("--alert-p95", s, false)?);
     }
 
-    let mut webhook_cleanup = None;
+    // Registered last, once nothing else in `build` can fail, so that no error leaves
+    // an account-wide registration behind.
+    let mut registration = None;
     let wait = match (&args.webhook_listen, &args.webhook_secret) {
         (Some(addr), Some(secret)) => {
             if secret.len() < 16 {
@@ -323,22 +461,8 @@ async fn build(args: &Args, file: &FileConfig, tracker: Arc<Tracker>) -> Result<
                 ReceiverOptions::default(),
             )
             .await?;
-            let url = format!("http://{local}/");
-            let existing = client.list_webhooks().await?;
-            if !existing.iter().any(|w| w.url == url) {
-                let created = client
-                    .create_webhook(&imggo::core::CreateWebhook {
-                        url,
-                        events: vec!["job.succeeded".into(), "job.failed".into()],
-                        secret: Some(Secret::new(secret.clone())),
-                    })
-                    .await?;
-                let c = client.clone();
-                webhook_cleanup = Some(Box::pin(async move {
-                    let _ = c.delete_webhook(&created.id).await;
-                })
-                    as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>);
-            }
+            let url = webhook_url(args.webhook_url.as_deref(), local, client.base_url())?;
+            registration = Some((url, secret.clone()));
             WaitMode::Webhook {
                 router: WebhookRouter::spawn(receiver),
                 fallback_after: seconds("--webhook-fallback", args.webhook_fallback, true)?,
@@ -359,6 +483,7 @@ async fn build(args: &Args, file: &FileConfig, tracker: Arc<Tracker>) -> Result<
         None => None,
     };
 
+    let webhook_client = client.clone();
     let mut b = Pipeline::builder()
         .client(client)
         .pattern(pattern.clone())
@@ -374,8 +499,13 @@ async fn build(args: &Args, file: &FileConfig, tracker: Arc<Tracker>) -> Result<
     if let Some(d) = deduper {
         b = b.deduper(d);
     }
+    let pipeline = b.build()?;
+    let webhook_cleanup = match registration {
+        Some((url, secret)) => Some(register_webhook(&webhook_client, url, secret).await?),
+        None => None,
+    };
     Ok(Built {
-        pipeline: b.build()?,
+        pipeline,
         pattern,
         webhook_cleanup,
         metrics,
