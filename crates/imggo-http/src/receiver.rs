@@ -42,6 +42,11 @@ pub struct ReceiverOptions {
     pub channel_capacity: usize,
     /// How long shutdown waits for in-flight deliveries (default 5 s).
     pub shutdown_grace: Duration,
+    /// How long a delivery's body may take to arrive (default 10 s): a sender that
+    /// trickles it is answered 408 and its connection closed.
+    pub body_timeout: Duration,
+    /// Connections served at once (default 256); more wait in the listen queue.
+    pub max_connections: usize,
 }
 
 impl Default for ReceiverOptions {
@@ -53,6 +58,8 @@ impl Default for ReceiverOptions {
             dedupe_capacity: 100_000,
             channel_capacity: 1024,
             shutdown_grace: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(10),
+            max_connections: 256,
         }
     }
 }
@@ -236,7 +243,18 @@ impl Stream for WebhookReceiver {
 async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stopped: oneshot::Receiver<()>) {
     let graceful = GracefulShutdown::new();
     let grace = shared.options.shutdown_grace;
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        shared.options.max_connections.max(1),
+    ));
     loop {
+        // At the cap, stop accepting: further connections wait in the listen queue.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            _ = &mut stopped => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else {
@@ -256,6 +274,7 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stopped: oneshot:
                 let watched = graceful.watch(conn);
                 tokio::spawn(async move {
                     let _ = watched.await;
+                    drop(slot);
                 });
             }
             _ = &mut stopped => break,
@@ -300,7 +319,17 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
         .get(SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let body = match Limited::new(req.into_body(), max).collect().await {
+    let read = Limited::new(req.into_body(), max).collect();
+    let Ok(read) = tokio::time::timeout(shared.options.body_timeout, read).await else {
+        bump(&c.malformed);
+        let mut r = reply(StatusCode::REQUEST_TIMEOUT, "body too slow\n");
+        r.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+        return r;
+    };
+    let body = match read {
         Ok(b) => b.to_bytes(),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()

@@ -248,3 +248,64 @@ async fn lost_deliveries_are_reconciled_by_polling() {
     events.shutdown().await;
     emu.shutdown().await;
 }
+
+/// A receiver with small limits, for the hostile-sender tests.
+async fn tight_receiver(max_connections: usize) -> (SocketAddr, WebhookReceiver) {
+    WebhookReceiver::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        Secret::new(SECRET),
+        ReceiverOptions {
+            body_timeout: Duration::from_millis(300),
+            max_connections,
+            ..ReceiverOptions::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// Sends a request head announcing a 1000-byte body, then only `sent` bytes of it.
+async fn trickle(addr: SocketAddr, sent: usize) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = "POST /hooks/imggo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+                content-length: 1000\r\nX-ImgGo-Signature: sha256=00\r\n\r\n";
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&vec![b' '; sent]).await.unwrap();
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_body_is_cut_off() {
+    use tokio::io::AsyncReadExt;
+    let (addr, _rx) = tight_receiver(16).await;
+    let mut s = trickle(addr, 10).await;
+    let mut answer = vec![0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut answer))
+        .await
+        .expect("answered, not held open")
+        .unwrap();
+    let head = String::from_utf8_lossy(&answer[..n]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_cap_wait_their_turn() {
+    let (addr, _rx) = tight_receiver(2).await;
+    // Two senders hold both slots, their bodies not yet sent.
+    let a = trickle(addr, 0).await;
+    let b = trickle(addr, 0).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let third = tokio::spawn(post(addr, b"{}", Some("sha256=00")));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !third.is_finished(),
+        "a third connection was served past the cap"
+    );
+    drop((a, b));
+    let status = tokio::time::timeout(Duration::from_secs(5), third)
+        .await
+        .expect("served once a slot is free")
+        .unwrap();
+    assert_eq!(status, 401, "served, and refused for its bad signature");
+}
