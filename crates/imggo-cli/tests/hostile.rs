@@ -628,3 +628,49 @@ async fn an_interrupted_run_finishes_what_it_sent_and_resume_does_the_rest() {
     assert_eq!(handle.stats().jobs_created, 40, "one job per input in all");
     handle.shutdown().await;
 }
+
+/// A list that can be read only once (a FIFO, as `@<(find …)` gives) is read once: the
+/// progress total, which walks the inputs a second time, is skipped for it.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_from_a_pipe_is_read_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = imggo_testkit::corpus_variants(&dir.path().join("in"), 5, 0);
+    let fifo = dir.path().join("list.fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let text: String = inputs
+        .iter()
+        .map(|p| format!("{}\n", p.display()))
+        .collect();
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::write(fifo, text).unwrap())
+    };
+    let (handle, pattern) = emulator().await;
+    let out = dir.path().join("results.jsonl");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_imggo"));
+    cmd.args([
+        "run",
+        "--pattern",
+        &pattern,
+        "--endpoint",
+        &handle.base_url(),
+    ])
+    .args(["--api-key", KEY, "--cache", "off", "--no-optimize", "--out"])
+    .arg(&out)
+    .arg(format!("@{}", fifo.display()))
+    .env("IMGGO_CONFIG", "/nonexistent/imggo-config.toml")
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let o = output(cmd).await;
+    writer.join().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let all = lines(&out);
+    assert_eq!(all.len(), inputs.len(), "{all:?}");
+    handle.shutdown().await;
+}

@@ -158,8 +158,14 @@ async fn run_async(args: Args) -> ExitCode {
     let run_started = Instant::now();
     let pacer = pipeline.pacer();
     let mut run = pipeline.run(Inputs::new(args.inputs.clone()));
-    // The total (for the ETA) costs a second walk of the inputs; stdin can't be read twice.
-    let total = (!args.quiet && !args.inputs.iter().any(|i| i == "-"))
+    // The total (for the ETA) costs a second walk of the inputs. A list that can be read
+    // only once (stdin, a pipe, `@<(cmd)`) would be split between the two walks: no total.
+    let once = |i: &String| {
+        i == "-"
+            || i.strip_prefix('@')
+                .is_some_and(|list| std::fs::metadata(list).map_or(true, |m| !m.is_file()))
+    };
+    let total = (!args.quiet && !args.inputs.iter().any(once))
         .then(|| Inputs::new(args.inputs.clone()).count() as u64);
     let progress = Progress::new(args.quiet, total);
     let mut journal_error = None;
