@@ -211,4 +211,47 @@ mod tests {
             .unwrap()
             .is_empty());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Any body with any boundary is a list of parts or an error, never a panic.
+        #[test]
+        fn any_body_parses_or_errs(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            boundary in "[ -~]{1,20}",
+        ) {
+            let _ = parse(&Bytes::from(body), &boundary);
+        }
+
+        /// A form written by the rules reads back part for part, whatever its bytes
+        /// (short of the boundary itself).
+        #[test]
+        fn written_forms_read_back(
+            parts in proptest::collection::vec(
+                (
+                    "[a-z_]{1,10}",
+                    proptest::option::of("[a-zA-Z0-9._-]{1,12}"),
+                    proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+                ),
+                0..5,
+            ),
+        ) {
+            let boundary = "----imggo-proptest-7f3a9c";
+            let borrowed: Vec<TestPart<'_>> = parts
+                .iter()
+                .map(|(n, f, d)| {
+                    let ct = Some("application/octet-stream");
+                    (n.as_str(), f.as_deref(), ct, d.as_slice())
+                })
+                .collect();
+            let got = parse(&form(boundary, &borrowed), boundary).unwrap();
+            proptest::prop_assert_eq!(got.len(), parts.len());
+            for (g, (n, f, d)) in got.iter().zip(&parts) {
+                proptest::prop_assert_eq!(&g.name, n);
+                proptest::prop_assert_eq!(&g.filename, f);
+                proptest::prop_assert_eq!(&g.data[..], &d[..]);
+            }
+        }
+    }
 }
