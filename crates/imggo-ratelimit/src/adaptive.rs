@@ -95,8 +95,8 @@ impl AdaptiveConfig {
 /// The algorithm: the limit starts in *slow start* (+1 per success while the requests in
 /// flight use at least half of it), and after the first decrease grows by `1/limit` per
 /// success (+1 per round of requests). A drop, or a smoothed latency above `tolerance ×`
-/// the baseline (the least latency of the last one to two `baseline_window`s, so that a
-/// permanently slower server is learnt), multiplies it by `backoff_ratio`, at most once
+/// the baseline (the least smoothed latency of the last one to two `baseline_window`s, so
+/// that a permanently slower server is learnt), multiplies it by `backoff_ratio`, at most once
 /// per smoothed round-trip so that one burst of 429s counts once; growth then pauses for
 /// two round trips, which keeps the 429s of the sawtooth around a hard limit rare.
 ///
@@ -230,7 +230,10 @@ impl Shared {
                     s.epoch_start = now;
                     s.previous_min = s.current_min.take();
                 }
-                let current = s.current_min.map_or(latency, |m| m.min(latency));
+                // The least *smoothed* latency: a service whose times vary widely (a
+                // lognormal job time) has a raw minimum far below its typical latency,
+                // which would read as constant inflation and shrink the limit to `min`.
+                let current = s.current_min.map_or(smoothed, |m| m.min(smoothed));
                 s.current_min = Some(current);
                 let baseline = s.previous_min.map_or(current, |p| p.min(current));
                 // Hold growth for two round trips after a decrease: the requests of the

@@ -961,25 +961,30 @@ impl Shared {
         l.content_hash = Some(p.hash.to_string());
         l.bytes_in = p.bytes_in;
         let mut paced = Duration::ZERO;
+        // The round trip of the accepted ingest: the concurrency signal of `--concurrency
+        // auto`. The whole input's time is not: a job's own time varies widely, and a
+        // poll answered 503 with `Retry-After: 1` would read as a congested service.
+        let mut ingest_rtt = None;
         let result = match &self.deduper {
             Some(d) => {
                 d.run(&p.key, || {
-                    self.ingest_and_wait(&p, &mut l, slot, &mut paced)
+                    self.ingest_and_wait(&p, &mut l, slot, &mut paced, &mut ingest_rtt)
                 })
                 .await
             }
             None => self
-                .ingest_and_wait(&p, &mut l, slot, &mut paced)
+                .ingest_and_wait(&p, &mut l, slot, &mut paced, &mut ingest_rtt)
                 .await
                 .map(|job| (job, Role::Leader))
                 .map_err(Arc::new),
         };
         if let Some(permit) = permit {
             match &result {
-                // The time spent waiting for the rate limit is not the service's latency.
-                Ok(_) => {
-                    permit.success_with_latency(request_started.elapsed().saturating_sub(paced))
-                }
+                Ok(_) => match ingest_rtt {
+                    Some(rtt) => permit.success_with_latency(rtt),
+                    // Answered by another worker: no sample of this service's latency.
+                    None => permit.ignore(),
+                },
                 Err(e) if e.is_rate_limited() || e.is_timeout() => permit.dropped(),
                 Err(_) => permit.ignore(),
             }
@@ -1080,6 +1085,7 @@ impl Shared {
         l: &mut ResultLine,
         slot: &mut Slot,
         paced: &mut Duration,
+        ingest_rtt: &mut Option<Duration>,
     ) -> Result<Job, Error> {
         let opts = IngestOptions {
             idempotency_key: None,
@@ -1106,6 +1112,7 @@ impl Shared {
                 .map_err(|e| self.limit_error(e))?;
             *paced += waiting.elapsed();
             l.attempts += 1;
+            let sending = Instant::now();
             let sent = match &p.payload {
                 Payload::Image(bytes) => {
                     if l.bytes_sent == 0 {
@@ -1124,6 +1131,7 @@ impl Shared {
             };
             let e = match sent {
                 Ok(a) => {
+                    *ingest_rtt = Some(sending.elapsed());
                     self.pacer.accepted(ticket);
                     break a;
                 }
