@@ -674,3 +674,74 @@ async fn a_list_from_a_pipe_is_read_once() {
     assert_eq!(all.len(), inputs.len(), "{all:?}");
     handle.shutdown().await;
 }
+
+/// A job that failed on the service comes back failed for as long as its input is sent
+/// with the same idempotency key; `--retry-failed` sends it under a salted key (the salt
+/// in its line), and repeated retries finish every input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_failed_runs_a_failed_job_again_under_a_new_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let input_dir = dir.path().join("in");
+    let inputs = imggo_testkit::corpus_variants(&input_dir, 12, 0);
+    let n = inputs.len() as u64;
+    let config = Config {
+        latency: LatencyModel::Fixed(Duration::from_millis(0)),
+        faults: imggo::emulator::Faults {
+            job_fail: 0.5,
+            ..Default::default()
+        },
+        seed: 3,
+        ..Config::default()
+    }
+    .api_key(KEY);
+    let handle = Emulator::start(config).await.unwrap();
+    let pattern = handle.create_pattern("retry failed", None).id;
+    let out = dir.path().join("r.jsonl");
+    let arg = input_dir.display().to_string();
+    let run = |extra: &'static [&'static str]| {
+        let mut flags = vec!["--no-optimize", arg.as_str()];
+        flags.extend_from_slice(extra);
+        output(imggo(&handle, &pattern, &out, &flags))
+    };
+    let failed_now = |out: &Path| {
+        let mut last = std::collections::HashMap::new();
+        for l in lines(out) {
+            last.insert(l.input.clone(), l);
+        }
+        last.values()
+            .filter(|l| l.status == Outcome::Failed)
+            .count() as u64
+    };
+
+    run(&[]).await;
+    let failed = failed_now(&out);
+    assert!(failed > 0, "some jobs failed (job_fail 0.5)");
+    assert_eq!(handle.stats().jobs_created, n);
+    // Resumed with the same keys: the same failed jobs come back, nothing new is made.
+    run(&["--resume"]).await;
+    assert_eq!(failed_now(&out), failed);
+    assert_eq!(handle.stats().jobs_created, n);
+    // Retried under salted keys until every input succeeded.
+    let mut rounds = 0;
+    while failed_now(&out) > 0 {
+        rounds += 1;
+        assert!(rounds <= 10, "still failing after 10 retries");
+        let before = handle.stats().jobs_created;
+        let still = failed_now(&out);
+        run(&["--resume", "--retry-failed"]).await;
+        assert_eq!(
+            handle.stats().jobs_created,
+            before + still,
+            "one new job per retry"
+        );
+    }
+    let salted: Vec<_> = lines(&out)
+        .into_iter()
+        .filter(|l| l.idempotency_salt.is_some())
+        .collect();
+    assert!(!salted.is_empty());
+    assert!(salted
+        .iter()
+        .all(|l| l.idempotency_salt.as_deref().unwrap().starts_with("retry-")));
+    handle.shutdown().await;
+}

@@ -2,7 +2,7 @@
 //! read back by `--resume`, which counts an input as done only from lines of the same
 //! pattern ([`ResumeKey`]) and skips lines it cannot read.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -61,6 +61,10 @@ pub struct ResultLine {
     /// optimiser's options (absent in lines of older releases).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<String>,
+    /// Present when the input was sent with a salted idempotency key (`--retry-failed`
+    /// after a job of it failed): the salt, so the same retry is recognisable later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_salt: Option<String>,
 }
 
 /// What a line of an earlier run must match for `--resume` to count its input as done:
@@ -128,6 +132,8 @@ pub struct Journal {
     /// Set by `start`.
     file: Option<File>,
     torn: u64,
+    /// Per input: failed lines that name a job (the service ran it and it failed).
+    failed_jobs: HashMap<String, u32>,
     buf: Vec<u8>,
 }
 
@@ -140,6 +146,7 @@ impl Journal {
     pub fn open(path: &Path, resume: Option<&ResumeKey>) -> Result<(Self, HashSet<String>), Error> {
         let mut done = HashSet::new();
         let mut torn = 0;
+        let mut failed_jobs: HashMap<String, u32> = HashMap::new();
         // Only a regular file holds earlier results: a device or a pipe (`/dev/stdout`)
         // is not read back (a FIFO would block, `/dev/zero` never end).
         let regular = std::fs::metadata(path).map_or(true, |m| m.is_file());
@@ -157,6 +164,9 @@ impl Journal {
                                     done.insert(r.input);
                                 } else {
                                     done.remove(&r.input);
+                                    if r.job_id.is_some() {
+                                        *failed_jobs.entry(r.input).or_default() += 1;
+                                    }
                                 }
                             }
                             Ok(_) => {}
@@ -174,6 +184,7 @@ impl Journal {
                 resume: resume.is_some(),
                 file: None,
                 torn,
+                failed_jobs,
                 buf: Vec::with_capacity(1024),
             },
             done,
@@ -184,6 +195,13 @@ impl Journal {
     /// one damaged otherwise. Worth a warning; the inputs they named run again.
     pub fn torn_lines(&self) -> u64 {
         self.torn
+    }
+
+    /// With `resume`: per input not finished, how many of its lines name a job that
+    /// failed on the service. Such an input sent again with its usual idempotency key is
+    /// answered with the same failed job; `--retry-failed` sends it with a new key.
+    pub fn failed_jobs(&self) -> &HashMap<String, u32> {
+        &self.failed_jobs
     }
 
     /// Creates the file (and its directory), empties it unless resuming, and ends a cut
@@ -277,6 +295,7 @@ mod tests {
             bytes_sent: 1,
             pattern_version: None,
             settings: None,
+            idempotency_salt: None,
         }
     }
 

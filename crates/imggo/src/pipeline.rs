@@ -221,6 +221,7 @@ impl PipelineBuilder {
                 pattern_version: Mutex::new(self.pattern_version),
                 usage_readable: AtomicBool::new(false),
                 stopped: Mutex::new(None),
+                salts: Mutex::new(HashMap::new()),
                 optimize: self.optimize,
                 cache: self.cache,
                 cache_ttl: self.cache_ttl,
@@ -284,6 +285,8 @@ struct Shared {
     /// Digests already handled in this run (16 bytes per unique input), so a repeat that
     /// arrives after the first one finished is still reported as a `duplicate`.
     seen: Mutex<HashSet<ContentHash>>,
+    /// Inputs (by label) to send with a salted idempotency key, and the salt.
+    salts: Mutex<HashMap<String, String>>,
     /// Set by [`Run::stop`]: inputs not sent yet fail with [`Error::Stopped`].
     stopped: Mutex<Option<String>>,
     /// The key may read the account's usage: its count of accepted ingests lets this
@@ -304,6 +307,8 @@ enum Payload {
 
 struct Prepared {
     label: String,
+    /// Salt of the idempotency key (see [`Pipeline::salt_keys`]).
+    salt: Option<String>,
     /// Time spent reading, hashing and optimising (queue waits excluded).
     prep: Duration,
     /// An identical input already finished earlier in this run.
@@ -426,6 +431,16 @@ impl Pipeline {
     /// with this pattern version and these settings; each counts as resumed.
     pub fn skip(mut self, done: HashSet<String>) -> Self {
         self.skip = done;
+        self
+    }
+
+    /// Inputs (by label) to send with a new idempotency key: the service answers a key it
+    /// has seen with the job it made for it, so an input whose job failed there is only
+    /// run again under another key. The key is derived from the usual one and `salt`; the
+    /// same salt gives the same key, so a retry that is killed and resumed is not sent
+    /// twice. Each such input's line carries its salt.
+    pub fn salt_keys(self, salts: HashMap<String, String>) -> Self {
+        *lock(&self.shared.salts) = salts;
         self
     }
 
@@ -720,6 +735,7 @@ impl Shared {
             bytes_sent: 0,
             pattern_version: *lock(&self.pattern_version),
             settings: Some(self.settings.to_string()),
+            idempotency_salt: None,
         }
     }
 
@@ -936,7 +952,9 @@ impl Shared {
             }
             (raw, _) => raw,
         };
+        let salt = lock(&self.salts).get(&label).cloned();
         Some(Prepared {
+            salt,
             label,
             prep: started.elapsed(),
             repeat,
@@ -959,6 +977,7 @@ impl Shared {
         let request_started = Instant::now();
         let mut l = self.line(p.label.clone(), request_started, Outcome::Failed);
         l.content_hash = Some(p.hash.to_string());
+        l.idempotency_salt = p.salt.clone();
         l.bytes_in = p.bytes_in;
         let mut paced = Duration::ZERO;
         // The round trip of the accepted ingest: the concurrency signal of `--concurrency
@@ -1090,8 +1109,12 @@ impl Shared {
         let opts = IngestOptions {
             idempotency_key: None,
             extras: self.extras.clone(),
-            // The whole cache key: a new pattern version or other settings make a new job.
-            content_hash: Some(p.key.digest()),
+            // The whole cache key: a new pattern version or other settings make a new job;
+            // a salt makes a new job for an input whose job failed.
+            content_hash: Some(match &p.salt {
+                Some(salt) => ContentHash::of(format!("{}:{salt}", p.key.digest()).as_bytes()),
+                None => p.key.digest(),
+            }),
             file_name: None,
             single_attempt: true,
         };

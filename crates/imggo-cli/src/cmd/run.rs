@@ -65,6 +65,11 @@ pub struct Args {
     /// Keep the results file and skip inputs it already shows finished.
     #[arg(long)]
     pub resume: bool,
+    /// With --resume: send inputs whose job failed on the service again under a new
+    /// idempotency key (otherwise the service answers with the same failed job). The
+    /// salt of the key is written to the line as `idempotency_salt`.
+    #[arg(long, requires = "resume")]
+    pub retry_failed: bool,
     /// Receive job results by webhook on this address (polling stays as the fallback).
     #[arg(long, requires = "webhook_secret")]
     pub webhook_listen: Option<SocketAddr>,
@@ -142,7 +147,17 @@ async fn run_async(args: Args) -> ExitCode {
             return usage_error(&e);
         }
     };
-    let pipeline = pipeline.skip(done);
+    let mut pipeline = pipeline.skip(done);
+    if args.retry_failed {
+        // A new salt for each failed job of an input: a retry killed before its line was
+        // written is resumed under the same key, and not sent twice.
+        let salts = journal
+            .failed_jobs()
+            .iter()
+            .map(|(input, n)| (input.clone(), format!("retry-{n}")))
+            .collect();
+        pipeline = pipeline.salt_keys(salts);
+    }
     // Only now may an earlier results file be emptied.
     if let Err(e) = journal.start() {
         cleanup().await;
