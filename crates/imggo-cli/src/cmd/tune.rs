@@ -1,7 +1,8 @@
 //! `imggo tune <INPUT>... --pattern ID [--levels 1,5,10,20,50]`: the guide's concurrency
 //! sweep, done right — each level really runs that many uploads at once, on fresh jobs
 //! (a per-sweep nonce in `extras` keeps idempotency from answering from earlier levels).
-//! Under a rate limit the levels share one pacer, so the limit is learned once, and the
+//! Under a rate limit each level learns it (a pacer of its own: one that learned at a
+//! lower level would read that level's unsaturated sends as the limit), and the
 //! recommendation names it: past the knee, the service's limit caps throughput.
 
 use std::process::ExitCode;
@@ -9,7 +10,6 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use imggo::core::Tracker;
-use imggo::ratelimit::LearnedPacer;
 use imggo::{Concurrency, CountingRetry, Inputs, Pipeline, Report};
 use serde::Serialize;
 use serde_json::json;
@@ -70,12 +70,13 @@ pub fn knee(levels: &[Level]) -> Option<usize> {
         .min()
 }
 
-/// The service's limit when it is what flattens the curve: a limit was learned, and the
-/// best level reached 90 % of it.
+/// The service's limit when it is what flattens the curve: some level ran into it (429s),
+/// as learned at the highest level that learned it.
 pub fn limit_at_knee(levels: &[Level]) -> Option<f64> {
-    let limit = levels.iter().rev().find_map(|l| l.limit_per_sec)?;
-    let best = levels.iter().map(|l| l.images_per_sec).fold(0.0, f64::max);
-    (best >= 0.9 * limit).then_some(limit)
+    if levels.iter().all(|l| l.rate_limited == 0) {
+        return None;
+    }
+    levels.iter().rev().find_map(|l| l.limit_per_sec)
 }
 
 /// Runs the sweep.
@@ -92,9 +93,7 @@ pub fn run(args: Args) -> ExitCode {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         let mut results = Vec::new();
-        // The account's limit does not change with the level: learn it once.
-        let pacer = Arc::new(LearnedPacer::new());
-        let mut refused_before = 0;
+
         if !args.json {
             println!(
                 "{:>12} {:>10} {:>10} {:>7} {:>7}",
@@ -117,7 +116,6 @@ pub fn run(args: Args) -> ExitCode {
                 .optimize((!args.no_optimize).then(Default::default))
                 .concurrency(Concurrency::Fixed(level))
                 .extras(json!({ "imggo_tune": format!("{nonce:x}-{level}") }))
-                .pacer(pacer.clone())
                 .tracker(tracker)
                 .build();
             let pipeline = match built {
@@ -131,16 +129,15 @@ pub fn run(args: Args) -> ExitCode {
             while run.next_line().await.is_some() {}
             let report: Report = run.report().await;
             let pace = report.pace.as_ref();
-            let refused = pace.map_or(0, |p| p.refused);
+
             let l = Level {
                 concurrency: level,
                 images_per_sec: report.snapshot.throughput,
                 p95_ms: report.snapshot.latency.p95_ms,
                 failed: report.snapshot.failed,
                 limit_per_sec: pace.and_then(|p| p.allowed_rate),
-                rate_limited: refused.saturating_sub(refused_before),
+                rate_limited: pace.map_or(0, |p| p.refused),
             };
-            refused_before = refused;
             if args.json {
                 println!("{}", serde_json::to_string(&l).expect("serialises"));
             } else {
@@ -196,25 +193,33 @@ mod tests {
     }
 
     #[test]
-    fn a_limit_is_the_knee_only_when_throughput_reaches_it() {
-        let l = |c, r, limit| Level {
+    fn a_limit_is_named_once_a_level_ran_into_it() {
+        let l = |c, r, limit, refused| Level {
             concurrency: c,
             images_per_sec: r,
             p95_ms: 0.0,
             failed: 0,
             limit_per_sec: limit,
-            rate_limited: 0,
+            rate_limited: refused,
         };
-        let capped = [l(1, 3.0, None), l(5, 9.6, Some(9.9)), l(10, 9.7, Some(9.9))];
+        let capped = [
+            l(1, 3.0, None, 0),
+            l(5, 9.6, Some(9.8), 12),
+            l(10, 9.7, Some(9.9), 9),
+        ];
         assert_eq!(limit_at_knee(&capped), Some(9.9));
         assert_eq!(knee(&capped), Some(5));
         // Learning the limit cost level 5 throughput, but its 429s show it reached it.
-        let mut learning = [l(1, 3.0, None), l(5, 7.0, Some(9.9)), l(10, 9.7, Some(9.9))];
-        learning[1].rate_limited = 12;
+        let learning = [
+            l(1, 3.0, None, 0),
+            l(5, 7.0, Some(9.9), 12),
+            l(10, 9.7, Some(9.9), 3),
+        ];
         assert_eq!(knee(&learning), Some(5));
-        // A limit far above what any level reached does not explain the curve.
-        let free = [l(1, 3.0, None), l(5, 9.6, Some(50.0))];
-        assert_eq!(limit_at_knee(&free), None);
-        assert_eq!(limit_at_knee(&[l(1, 3.0, None)]), None);
+        // No level met a 429: nothing to name.
+        assert_eq!(
+            limit_at_knee(&[l(1, 3.0, None, 0), l(5, 9.6, None, 0)]),
+            None
+        );
     }
 }
