@@ -211,3 +211,60 @@ async fn thin_subcommands_take_connection_flags_after_the_verb() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("404"));
     handle.shutdown().await;
 }
+
+/// The server's racing-duplicate 500 (`--race-dup` in the emulator): two `imggo run`
+/// processes over the same inputs at once send each image's key twice, about together,
+/// and about a third of the second sends lose the race. Each run still ends with a
+/// succeeded line per input, duplicates in its input list included, and the service
+/// made exactly one job per distinct image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_duplicate_500s_still_make_one_job_per_distinct_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let input_dir = dir.path().join("in");
+    let inputs = imggo_testkit::corpus_variants(&input_dir, 60, 0);
+    for (i, p) in inputs.iter().take(10).enumerate() {
+        std::fs::copy(p, input_dir.join(format!("copy-{i}.jpg"))).unwrap();
+    }
+    let config = Config {
+        latency: LatencyModel::Fixed(Duration::from_millis(20)),
+        faults: imggo::emulator::Faults {
+            race_dup: 0.3,
+            ..Default::default()
+        },
+        seed: 5,
+        ..Config::default()
+    }
+    .api_key(KEY);
+    let handle = Emulator::start(config).await.unwrap();
+    let pattern = handle.create_pattern("cli test", None).id;
+    let input_arg = input_dir.display().to_string();
+    let outs = [dir.path().join("a.jsonl"), dir.path().join("b.jsonl")];
+    let runs = outs.clone().map(|out| {
+        let cmd = imggo(&handle, &pattern, KEY, &out, &["--quiet", &input_arg]);
+        tokio::task::spawn_blocking(move || {
+            let mut cmd = cmd;
+            cmd.output().unwrap()
+        })
+    });
+    for (run, out) in runs.into_iter().zip(&outs) {
+        let result = run.await.unwrap();
+        assert_eq!(
+            result.status.code(),
+            Some(0),
+            "stderr: {}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+        let all = lines(out);
+        assert_eq!(all.len(), inputs.len() + 10, "one line per input");
+        for l in &all {
+            assert!(
+                matches!(l.status, Outcome::Succeeded | Outcome::Duplicate),
+                "{l:?}"
+            );
+        }
+    }
+    let stats = handle.stats();
+    assert!(stats.faults.race_dup > 0, "{:?}", stats.faults);
+    assert_eq!(stats.jobs_created, inputs.len() as u64, "one job per image");
+    handle.shutdown().await;
+}

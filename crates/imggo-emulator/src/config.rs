@@ -56,7 +56,22 @@ pub struct Config {
     pub seed: u64,
     /// Largest accepted upload in bytes (10 MiB like the server).
     pub max_image_bytes: usize,
+    /// Jobs kept at most: past it, the oldest finished jobs (and their idempotency keys)
+    /// are forgotten, and a lookup of one is answered like an unknown job.
+    pub max_jobs: usize,
+    /// Finished jobs older than this are forgotten the same way.
+    pub job_ttl: Duration,
+    /// Requests handled at once; more wait for a turn (holding their connection).
+    pub max_requests: usize,
 }
+
+/// Jobs kept by default: a day of the project's own test runs and benches.
+pub const MAX_JOBS: usize = 100_000;
+/// How long a finished job is kept by default.
+pub const JOB_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Requests handled at once by default. With the per-request body bound (the largest
+/// upload plus 1 MiB of form), this bounds what request bodies can hold: about 1.4 GiB.
+pub const MAX_REQUESTS: usize = 128;
 
 impl Default for Config {
     fn default() -> Self {
@@ -71,6 +86,9 @@ impl Default for Config {
             dialect: Dialect::Server,
             seed: 0,
             max_image_bytes: MAX_IMAGE_BYTES,
+            max_jobs: MAX_JOBS,
+            job_ttl: JOB_TTL,
+            max_requests: MAX_REQUESTS,
         }
     }
 }
@@ -151,6 +169,7 @@ impl Config {
             ("job_fail", self.faults.job_fail),
             ("slow", self.faults.slow),
             ("webhook_loss", self.faults.webhook_loss),
+            ("race_dup", self.faults.race_dup),
         ];
         for (name, p) in probs {
             if !(0.0..=1.0).contains(&p) {
@@ -166,6 +185,11 @@ impl Config {
             )));
         }
         self.latency.validate()?;
+        if self.max_jobs == 0 || self.max_requests == 0 {
+            return Err(EmulatorError::Config(
+                "max_jobs and max_requests must be at least 1".into(),
+            ));
+        }
         if self.limits.rpm == Some(0) {
             return Err(EmulatorError::Config("rpm must be at least 1".into()));
         }
@@ -352,6 +376,12 @@ pub struct Faults {
     pub slow_by: Duration,
     /// Lose a webhook delivery (never sent).
     pub webhook_loss: f64,
+    /// Answer 500 to an ingest whose idempotency key another request created a job for
+    /// less than [`RACE_WINDOW`](crate::RACE_WINDOW) earlier, as the server does when two
+    /// requests with one key pass its key check together and the second one hits the
+    /// unique index after its upload. Only the first such duplicate can get it: a retry
+    /// comes after the winner's insert and finds its job.
+    pub race_dup: f64,
 }
 
 /// How webhook deliveries are retried.

@@ -353,8 +353,8 @@ pub(crate) fn list_jobs(state: &Arc<State>, user: &str, query: Option<&str>) -> 
     let ids: Vec<Arc<str>> = lock(&state.job_order)
         .iter()
         .rev()
-        .filter(|(u, _)| **u == *user)
-        .map(|(_, id)| id.clone())
+        .filter(|c| *c.user == *user)
+        .map(|c| c.id.clone())
         .collect();
     let jobs: Vec<Value> = ids
         .iter()

@@ -17,7 +17,8 @@ use crate::lifecycle::{self, NewJob, Source};
 use crate::limiter::{Decision, RateHeaders, Refusal};
 use crate::multipart;
 use crate::reply::{error, ok, value, Reply};
-use crate::state::{lock, State};
+use crate::rng::{self, Stream};
+use crate::state::{lock, KeyEntry, State};
 
 /// Extensions the server accepts in an upload's file name.
 const EXTENSIONS: [&str; 6] = ["jpg", "jpeg", "png", "gif", "webp", "bmp"];
@@ -71,10 +72,12 @@ pub(crate) fn handle(
     if let Some(h) = parsed.hash {
         state.counters.ingest_received(h.as_u128());
     }
-    // The key from the body or form wins; the header is the fallback.
+    // The key from the body or form. The server reads nothing else; the docs dialect
+    // also takes the `Idempotency-Key` header, as the prose docs describe.
     let key = parsed.idempotency_key.or_else(|| {
-        headers
-            .get("idempotency-key")
+        (state.dialect() == Dialect::Docs)
+            .then(|| headers.get("idempotency-key"))
+            .flatten()
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     });
@@ -92,16 +95,28 @@ pub(crate) fn handle(
             );
         }
     }
-    // One critical section decides "new or replay", so concurrent duplicates get one job.
+    let now = Instant::now();
+    // One critical section decides "new, racing or replay", so concurrent duplicates get
+    // one job.
     let mut keys = key.as_ref().map(|_| lock(&state.idempotency));
     if let (Some(map), Some(k)) = (keys.as_mut(), &key) {
-        if let Some(existing) = map.get(k.as_str()).cloned() {
+        if let Some(existing) = map.get_mut(k.as_str()) {
+            if races(state, existing, now) {
+                existing.raced = true;
+                drop(keys);
+                state
+                    .counters
+                    .fault_race_dup
+                    .fetch_add(1, Ordering::Relaxed);
+                return with_limits(race_500(state), limit);
+            }
+            let job = existing.job.clone();
             drop(keys);
             state
                 .counters
                 .ingests_replayed
                 .fetch_add(1, Ordering::Relaxed);
-            return with_limits(replay(state, &existing), limit);
+            return with_limits(replay(state, &job), limit);
         }
     }
     let job = lifecycle::create(
@@ -116,9 +131,15 @@ pub(crate) fn handle(
         },
     );
     if let (Some(map), Some(k)) = (keys.as_mut(), key) {
-        map.insert(k, Arc::from(job.id.as_str()));
+        let entry = KeyEntry {
+            job: Arc::from(job.id.as_str()),
+            at: now,
+            raced: false,
+        };
+        map.insert(k, entry);
     }
     drop(keys);
+    state.evict(now);
     state.counters.ingest_accepted(Instant::now());
     let resp = IngestResponse {
         job_id: job.id,
@@ -129,6 +150,32 @@ pub(crate) fn handle(
         error: None,
     };
     with_limits(ok(StatusCode::ACCEPTED, &resp), limit)
+}
+
+/// How close after a key's job was created a duplicate counts as concurrent with it for
+/// [`Faults::race_dup`](crate::Faults::race_dup): about the time the server's storage
+/// upload takes between its key check and its insert.
+pub const RACE_WINDOW: Duration = Duration::from_secs(1);
+
+/// Whether a duplicate of `existing` loses the race (the fault's draw).
+fn races(state: &State, existing: &KeyEntry, now: Instant) -> bool {
+    let p = state.config.faults.race_dup;
+    if p <= 0.0 || existing.raced || now.saturating_duration_since(existing.at) > RACE_WINDOW {
+        return false;
+    }
+    let n = state.race_seq.fetch_add(1, Ordering::Relaxed);
+    rng::unit(state.config.seed, Stream::RaceDup, n) < p
+}
+
+/// The server's answer to a duplicate that hit the unique index: its generic 500.
+fn race_500(state: &State) -> Reply {
+    error(
+        state.dialect(),
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "INTERNAL_ERROR",
+        "Failed to create job",
+        None,
+    )
 }
 
 /// 200 with the existing job of a known idempotency key.

@@ -84,10 +84,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{
-    Config, Dialect, Faults, LatencyModel, Limits, User, WebhookRetry, DEFAULT_USER,
-    MAX_IMAGE_BYTES,
+    Config, Dialect, Faults, LatencyModel, Limits, User, WebhookRetry, DEFAULT_USER, JOB_TTL,
+    MAX_IMAGE_BYTES, MAX_JOBS, MAX_REQUESTS,
 };
 pub use error::EmulatorError;
+pub use ingest::RACE_WINDOW;
 pub use stats::{FaultStats, Stats, WebhookStats};
 pub use webhook::signature;
 

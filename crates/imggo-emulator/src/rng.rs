@@ -13,6 +13,7 @@ pub(crate) enum Stream {
     JobFail = 4,
     WebhookLoss = 5,
     Secrets = 6,
+    RaceDup = 7,
 }
 
 fn splitmix(mut z: u64) -> u64 {

@@ -26,10 +26,10 @@ use crate::rng::{self, Stream};
 use crate::routes::Route;
 use crate::state::{AuthError, State};
 
-/// Request bodies larger than this are refused without reading further. It is well above
-/// the 10 MiB image limit so that a slightly-too-large upload is read whole and answered
-/// with the server's 400 rather than a reset.
-const BODY_CAP: usize = 64 * 1024 * 1024;
+/// What a request body may hold beyond the largest upload (the form's other fields and
+/// boundaries). A larger body is refused without reading further; up to it, a slightly
+/// too large upload is read whole and answered with the server's 400 rather than a reset.
+const FORM_SLACK: usize = 1024 * 1024;
 
 /// How long `shutdown` waits for open connections to finish their requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -115,6 +115,9 @@ fn request_id(seed: u64, n: u64) -> HeaderValue {
 }
 
 async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    // A turn among `max_requests`: bounds the bodies buffered and the work in progress.
+    // (It is never closed, so the `Err` arm does not occur.)
+    let _turn = state.turns.acquire().await.ok();
     let _in_flight = state.counters.request_started();
     let n = state.request_seq.fetch_add(1, Ordering::Relaxed);
     let gzip = req.headers().get(ACCEPT_ENCODING).is_some_and(accepts_gzip);
@@ -170,13 +173,14 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bod
 }
 
 async fn read_body(state: &State, body: Incoming) -> Result<Bytes, Reply> {
-    match Limited::new(body, BODY_CAP).collect().await {
+    let cap = state.config.max_image_bytes.saturating_add(FORM_SLACK);
+    match Limited::new(body, cap).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(error(
             state.dialect(),
             StatusCode::BAD_REQUEST,
             "FILE_TOO_LARGE",
-            format!("Request body exceeds {BODY_CAP} bytes"),
+            format!("Request body exceeds {cap} bytes"),
             None,
         )),
         Err(e) => Err(error(

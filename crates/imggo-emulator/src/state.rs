@@ -4,7 +4,7 @@
 //! lock is held only to read or swap a few fields. A job keeps its JSON answer rendered, so
 //! a poll is a map lookup and a reference-counted clone.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
@@ -48,6 +48,24 @@ pub(crate) struct JobRecord {
     pub pending: Option<Plan>,
 }
 
+/// A job in [`State::job_order`].
+#[derive(Debug, Clone)]
+pub(crate) struct Created {
+    pub user: Arc<str>,
+    pub id: Arc<str>,
+    pub at: Instant,
+}
+
+/// The job an idempotency key created.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyEntry {
+    pub job: Arc<str>,
+    /// When the job was created.
+    pub at: Instant,
+    /// A racing duplicate was answered 500 already: later ones find the job.
+    pub raced: bool,
+}
+
 /// A pattern and its owner.
 #[derive(Debug, Clone)]
 pub(crate) struct PatternRecord {
@@ -88,12 +106,16 @@ pub(crate) struct State {
     pub limiter: Limiter,
     pub patterns: Mutex<PatternStore>,
     jobs: Vec<Mutex<HashMap<Arc<str>, JobRecord>>>,
-    /// (owner, job id) in creation order.
-    pub job_order: Mutex<Vec<(Arc<str>, Arc<str>)>>,
-    /// Idempotency key → job id; unique over all users, like the server's column.
-    pub idempotency: Mutex<HashMap<String, Arc<str>>>,
+    /// Jobs in creation order.
+    pub job_order: Mutex<VecDeque<Created>>,
+    /// Idempotency key → its job; unique over all users, like the server's column.
+    pub idempotency: Mutex<HashMap<String, KeyEntry>>,
     pub webhooks: Mutex<Vec<WebhookRecord>>,
     pub request_seq: AtomicU64,
+    /// Turns among `max_requests` requests handled at once.
+    pub turns: tokio::sync::Semaphore,
+    /// Draws of the race-dup fault so far.
+    pub race_seq: AtomicU64,
     seq: [AtomicU64; 8],
     pub shutdown: watch::Receiver<bool>,
     pub client: OutClient,
@@ -135,6 +157,7 @@ impl State {
         http.set_nodelay(true);
         http.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
         let client = Client::builder(TokioExecutor::new()).build(http);
+        let max_requests = config.max_requests;
         Self {
             limiter: Limiter::new(config.limits),
             config,
@@ -147,6 +170,8 @@ impl State {
             idempotency: Mutex::default(),
             webhooks: Mutex::default(),
             request_seq: AtomicU64::new(0),
+            race_seq: AtomicU64::new(0),
+            turns: tokio::sync::Semaphore::new(max_requests),
             seq: Default::default(),
             shutdown,
             client,
@@ -203,8 +228,50 @@ impl State {
                 pending: None,
             },
         );
-        lock(&self.job_order).push((user, id.clone()));
+        lock(&self.job_order).push_back(Created {
+            user,
+            id: id.clone(),
+            at: Instant::now(),
+        });
         id
+    }
+
+    /// Forgets the oldest jobs while there are more than `max_jobs` or the oldest is older
+    /// than `job_ttl`, as long as the oldest is finished (an unfinished one finishes
+    /// within its processing time and goes at a later call). Its idempotency key goes
+    /// with it, so the idempotency map is bounded too. Call it with no lock held.
+    pub(crate) fn evict(&self, now: Instant) {
+        let mut keys = Vec::new();
+        {
+            let mut order = lock(&self.job_order);
+            while let Some(Created { id, at, .. }) = order.front() {
+                let expired = now.saturating_duration_since(*at) > self.config.job_ttl;
+                if order.len() <= self.config.max_jobs && !expired {
+                    break;
+                }
+                let mut shard = self.shard(id);
+                let finished = shard
+                    .get(id)
+                    .is_none_or(|r| r.pending.is_none() && r.job.status.is_terminal());
+                if !finished {
+                    break;
+                }
+                if let Some(k) = shard.remove(id).and_then(|r| r.job.idempotency_key) {
+                    keys.push((k, id.clone()));
+                }
+                drop(shard);
+                order.pop_front();
+                self.counters.jobs_evicted.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if !keys.is_empty() {
+            let mut map = lock(&self.idempotency);
+            for (k, id) in keys {
+                if map.get(&k).is_some_and(|e| e.job == id) {
+                    map.remove(&k);
+                }
+            }
+        }
     }
 
     /// Parks what finishing job `id` needs, due at `plan.due()`.

@@ -32,8 +32,12 @@ pub struct Stats {
     pub max_ingests_per_second: u64,
     /// Jobs created.
     pub jobs_created: u64,
-    /// Jobs now in each state (`queued`, `running`, `succeeded`, `failed`).
+    /// Jobs now in each state (`queued`, `running`, `succeeded`, `failed`); evicted jobs
+    /// stay counted in their last state.
     pub jobs_by_state: BTreeMap<String, u64>,
+    /// Finished jobs forgotten past `max_jobs` or `job_ttl`.
+    #[serde(default)]
+    pub jobs_evicted: u64,
     /// `GET /api/jobs/{id}` requests (job polls), whatever the answer.
     pub job_polls: u64,
     /// 429 answers served.
@@ -104,6 +108,9 @@ pub struct FaultStats {
     pub slow: u64,
     /// Jobs failed on purpose.
     pub jobs_failed: u64,
+    /// Ingests answered 500 as a racing duplicate of an idempotency key.
+    #[serde(default)]
+    pub race_dup: u64,
 }
 
 /// The live counters behind [`Stats`]. Hot counters are atomics; maps sit behind short
@@ -133,6 +140,8 @@ pub(crate) struct Counters {
     pub(crate) fault_dropped: AtomicU64,
     pub(crate) fault_slow: AtomicU64,
     pub(crate) fault_jobs_failed: AtomicU64,
+    pub(crate) fault_race_dup: AtomicU64,
+    pub(crate) jobs_evicted: AtomicU64,
 }
 
 /// Accept times of the last second, for the sliding one-second maximum.
@@ -247,6 +256,7 @@ impl Counters {
             ingests_replayed: get(&self.ingests_replayed),
             max_ingests_per_second,
             jobs_created: get(&self.jobs_created),
+            jobs_evicted: get(&self.jobs_evicted),
             jobs_by_state,
             job_polls: get(&self.job_polls),
             rate_limited: get(&self.rate_limited),
@@ -266,6 +276,7 @@ impl Counters {
                 dropped: get(&self.fault_dropped),
                 slow: get(&self.fault_slow),
                 jobs_failed: get(&self.fault_jobs_failed),
+                race_dup: get(&self.fault_race_dup),
             },
         }
     }

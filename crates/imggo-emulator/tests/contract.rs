@@ -275,7 +275,7 @@ async fn with_header_key(api: &Api, pattern_id: &str, img: &[u8], key: &str) -> 
 }
 
 #[tokio::test]
-async fn idempotent_replay_from_form_and_header() {
+async fn idempotent_replay_from_the_form_key_only_in_the_server_dialect() {
     let (emu, api) = start(Config::default()).await;
     let pattern = emu.create_pattern("Receipts", None);
     let img = corpus("car-plate1.jpg");
@@ -290,12 +290,13 @@ async fn idempotent_replay_from_form_and_header() {
     assert_eq!(env.data.status, JobStatus::Succeeded);
     assert!(env.data.manifest.is_some());
 
-    // The header works too, and a new key makes a new job.
+    // The server reads no header: a header-only key makes a new job each time, so a
+    // client that stopped sending the key in the form would duplicate its retries.
     let h1 = with_header_key(&api, &pattern.id, &img, "hdr-1").await;
     assert_eq!(h1.status, StatusCode::ACCEPTED);
     let h2 = with_header_key(&api, &pattern.id, &img, "hdr-1").await;
-    assert_eq!(h2.status, StatusCode::OK);
-    assert_eq!(h1.json()["data"]["job_id"], h2.json()["data"]["job_id"]);
+    assert_eq!(h2.status, StatusCode::ACCEPTED);
+    assert_ne!(h1.json()["data"]["job_id"], h2.json()["data"]["job_id"]);
     assert_ne!(h1.json()["data"]["job_id"].as_str().unwrap(), job_id);
 
     // Invalid key.
@@ -303,11 +304,135 @@ async fn idempotent_replay_from_form_and_header() {
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 
     let s = emu.stats();
-    assert_eq!(s.jobs_created, 2);
-    assert_eq!(s.ingests_accepted, 2);
-    assert_eq!(s.ingests_replayed, 2);
+    assert_eq!(s.jobs_created, 3);
+    assert_eq!(s.ingests_accepted, 3);
+    assert_eq!(s.ingests_replayed, 1);
     // Every request that carried the bytes counts (the bad-key one too: the image was valid).
     assert_eq!(s.ingests_of(&ContentHash::of(&img).to_string()), 5);
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_docs_dialect_also_takes_the_header_key() {
+    let (emu, api) = start(Config::default().dialect(imggo_emulator::Dialect::Docs)).await;
+    let pattern = emu.create_pattern("Receipts", None);
+    let img = corpus("car-plate1.jpg");
+    let h1 = with_header_key(&api, &pattern.id, &img, "hdr-1").await;
+    assert_eq!(h1.status, StatusCode::ACCEPTED);
+    let h2 = with_header_key(&api, &pattern.id, &img, "hdr-1").await;
+    assert_eq!(h2.status, StatusCode::OK);
+    assert_eq!(h1.json()["data"]["job_id"], h2.json()["data"]["job_id"]);
+    // The form key wins over the header.
+    let both = api
+        .ingest(
+            &pattern.id,
+            &img,
+            "c.jpg",
+            "image/jpeg",
+            &[("idempotency_key", "form-1")],
+            &[("Idempotency-Key", "hdr-1")],
+        )
+        .await;
+    assert_eq!(both.status, StatusCode::ACCEPTED);
+    assert_eq!(emu.stats().jobs_created, 2);
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_racing_duplicate_key_gets_a_500_and_a_retry_finds_the_job() {
+    let faults = imggo_emulator::Faults {
+        race_dup: 1.0,
+        ..imggo_emulator::Faults::default()
+    };
+    let (emu, api) = start(Config::default().faults(faults)).await;
+    let pattern = emu.create_pattern("Receipts", None);
+    let img = corpus("car-plate1.jpg");
+    let first = with_form_key(&api, &pattern.id, &img, "key-1").await;
+    assert_eq!(first.status, StatusCode::ACCEPTED);
+    let raced = with_form_key(&api, &pattern.id, &img, "key-1").await;
+    assert_eq!(raced.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(code_of(&raced), Some(ErrorCode::InternalError));
+    let retry = with_form_key(&api, &pattern.id, &img, "key-1").await;
+    assert_eq!(retry.status, StatusCode::OK);
+    assert_eq!(
+        retry.json()["data"]["job_id"],
+        first.json()["data"]["job_id"]
+    );
+    // A duplicate after the race window replays without a draw.
+    let other = with_form_key(&api, &pattern.id, &img, "key-2").await;
+    assert_eq!(other.status, StatusCode::ACCEPTED);
+    tokio::time::sleep(imggo_emulator::RACE_WINDOW + Duration::from_millis(50)).await;
+    let late = with_form_key(&api, &pattern.id, &img, "key-2").await;
+    assert_eq!(late.status, StatusCode::OK);
+    let s = emu.stats();
+    assert_eq!((s.jobs_created, s.faults.race_dup), (2, 1));
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn finished_jobs_past_the_cap_are_forgotten_with_their_keys() {
+    let config = Config {
+        max_jobs: 3,
+        ..Config::default()
+    };
+    let (emu, api) = start(config).await;
+    let pattern = emu.create_pattern("Receipts", None);
+    let img = corpus("car-plate1.jpg");
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let r = with_form_key(&api, &pattern.id, &img, &format!("key-{i}")).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+        ids.push(r.job_id());
+    }
+    // The two oldest are gone, answered like an unknown job; the rest are served.
+    for (i, id) in ids.iter().enumerate() {
+        let r = api.get(&format!("/jobs/{id}")).await;
+        if i < 2 {
+            assert_eq!(r.status, StatusCode::NOT_FOUND, "job {i}");
+            let text = String::from_utf8_lossy(&r.body);
+            assert!(text.contains("Job not found"), "job {i}: {text}");
+        } else {
+            assert_eq!(r.status, StatusCode::OK, "job {i}");
+        }
+    }
+    // The key of a forgotten job makes a new job; a kept one still replays.
+    let again = with_form_key(&api, &pattern.id, &img, "key-0").await;
+    assert_eq!(again.status, StatusCode::ACCEPTED);
+    let kept = with_form_key(&api, &pattern.id, &img, "key-4").await;
+    assert_eq!(kept.status, StatusCode::OK);
+    let s = emu.stats();
+    assert_eq!((s.jobs_created, s.jobs_evicted), (6, 3));
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_body_past_the_upload_limit_is_refused_unread() {
+    let config = Config {
+        max_image_bytes: 64 * 1024,
+        ..Config::default()
+    };
+    let (emu, api) = start(config).await;
+    let pattern = emu.create_pattern("Receipts", None);
+    // Just past the limit: read whole and answered with the server's 400.
+    let mut img = corpus("car-plate1.jpg");
+    img.resize(64 * 1024 + 10, 0);
+    let r = api
+        .ingest(&pattern.id, &img, "c.jpg", "image/jpeg", &[], &[])
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(code_of(&r), Some(ErrorCode::FileTooLarge));
+    // Far past it (more than the form's slack): refused without buffering it all.
+    let huge = vec![0u8; 3 * 1024 * 1024];
+    let r = api
+        .ingest(&pattern.id, &huge, "c.jpg", "image/jpeg", &[], &[])
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("Request body exceeds"),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(emu.stats().jobs_created, 0);
     emu.shutdown().await;
 }
 

@@ -105,6 +105,42 @@ async fn dropped_connections_are_retried_with_the_same_key() {
     emu.shutdown().await;
 }
 
+/// The server checks an idempotency key before its upload and inserts after it, so of two
+/// requests with one key in flight together, the second hits the unique index and gets a
+/// 500. Each retry of a dropped response here is such a duplicate (within the race window
+/// of its job), and loses the race once: the client's next retry must find the one job.
+#[tokio::test]
+async fn a_racing_duplicate_500_is_retried_into_the_one_job() {
+    let faults = Faults {
+        drop: 0.4,
+        race_dup: 1.0,
+        ..Default::default()
+    };
+    let Scenario { emu, pattern, c } =
+        scenario(Config::default().faults(faults).seed(3), "P", None).await;
+    let images = small_images(8);
+    for (name, bytes) in &images {
+        c.ingest_bytes(&pattern.id, bytes.clone(), IngestOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    // Two sends of one image at once: one job, the same id for both.
+    let (_, one) = &images[0];
+    let (a, b) = tokio::join!(
+        c.ingest_bytes(&pattern.id, one.clone(), IngestOptions::default()),
+        c.ingest_bytes(&pattern.id, one.clone(), IngestOptions::default()),
+    );
+    assert_eq!(a.unwrap().response.job_id, b.unwrap().response.job_id);
+    let s = emu.stats();
+    assert!(s.faults.race_dup > 0, "{:?}", s.faults);
+    assert_eq!(
+        s.jobs_created,
+        images.len() as u64,
+        "no racing duplicate produced a second job"
+    );
+    emu.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_429_waits_at_least_retry_after() {
     let limits = Limits {

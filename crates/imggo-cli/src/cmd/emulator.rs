@@ -63,6 +63,19 @@ pub struct Args {
     /// delays divided by SCALE (default 60: minutes become seconds).
     #[arg(long = "webhook-retry", value_name = "MODE", default_value = "once", value_parser = parse_retry)]
     webhook_retry: WebhookRetry,
+    /// Probability that an ingest repeating an idempotency key within a second of its job's
+    /// creation gets a 500, as the server's racing duplicates do (a retry finds the job).
+    #[arg(long = "race-dup", value_name = "P", default_value_t = 0.0)]
+    race_dup: f64,
+    /// Jobs kept at most; past it the oldest finished ones are forgotten (404).
+    #[arg(long = "max-jobs", value_name = "N", default_value_t = imggo_emulator::MAX_JOBS)]
+    max_jobs: usize,
+    /// Seconds a finished job is kept.
+    #[arg(long = "job-ttl-secs", value_name = "S", default_value_t = imggo_emulator::JOB_TTL.as_secs())]
+    job_ttl_secs: u64,
+    /// Requests handled at once; more wait for a turn.
+    #[arg(long = "max-requests", value_name = "N", default_value_t = imggo_emulator::MAX_REQUESTS)]
+    max_requests: usize,
     /// Seed of every random choice.
     #[arg(long, value_name = "N", default_value_t = 0)]
     seed: u64,
@@ -121,7 +134,11 @@ impl Args {
                 slow: self.slow.map_or(0.0, |(p, _)| p),
                 slow_by: Duration::from_millis(self.slow.map_or(0, |(_, ms)| ms)),
                 webhook_loss: self.webhook_loss,
+                race_dup: self.race_dup,
             },
+            max_jobs: self.max_jobs,
+            job_ttl: Duration::from_secs(self.job_ttl_secs),
+            max_requests: self.max_requests,
             webhook_retry: self.webhook_retry,
             dialect: self.dialect,
             seed: self.seed,
