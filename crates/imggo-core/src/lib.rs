@@ -39,6 +39,7 @@ pub mod ratelimit;
 pub mod secret;
 pub mod time;
 pub mod timer;
+pub mod url;
 pub mod webhook;
 
 pub use account::{BurstLimit, Health, Usage, UsageLimits, UsageRequests};

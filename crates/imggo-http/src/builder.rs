@@ -257,14 +257,7 @@ impl ClientBuilder {
 pub(crate) fn normalize_base_url(url: &str) -> Result<Arc<str>, Error> {
     let bad = |reason: &str| Error::Config(format!("base URL {url:?}: {reason}"));
     let trimmed = url.trim().trim_end_matches('/');
-    let uri: http::Uri = trimmed.parse().map_err(|e| bad(&format!("{e}")))?;
-    match uri.scheme_str() {
-        Some("http" | "https") => {}
-        _ => return Err(bad("must start with http:// or https://")),
-    }
-    if uri.authority().is_none_or(|a| a.host().is_empty()) {
-        return Err(bad("has no host"));
-    }
+    let uri = imggo_core::url::HttpUrl::parse(trimmed).map_err(|e| bad(&e.to_string()))?;
     if uri.query().is_some() {
         return Err(bad("must not have a query string"));
     }

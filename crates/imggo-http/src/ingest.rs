@@ -125,17 +125,11 @@ impl Client {
         opts: IngestOptions,
     ) -> Result<Accepted, Error> {
         let path = ingest_path(pattern_id)?;
-        let url = image_url.trim();
-        let lower = url.to_ascii_lowercase();
-        let has_host = url
-            .split_once("://")
-            .is_some_and(|(_, rest)| !rest.is_empty() && !rest.starts_with('/'));
-        if !(lower.starts_with("http://") || lower.starts_with("https://")) || !has_host {
-            return Err(Error::InvalidInput {
-                input: format!("image URL {image_url:?}"),
-                reason: "must be an absolute http:// or https:// URL".into(),
-            });
-        }
+        let url = imggo_core::url::HttpUrl::parse(image_url).map_err(|e| Error::InvalidInput {
+            input: format!("image URL {image_url:?}"),
+            reason: format!("{e}: it must be an absolute http:// or https:// URL"),
+        })?;
+        let url = url.as_str();
         check_extras(opts.extras.as_ref())?;
         let hash = opts
             .content_hash

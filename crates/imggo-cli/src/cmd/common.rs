@@ -99,18 +99,9 @@ impl FileConfig {
 /// `https://host` → `https://host/api`; a URL with a path is kept (without a trailing `/`).
 pub fn normalize_endpoint(url: &str) -> Result<String, Error> {
     let url = url.trim().trim_end_matches('/');
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| {
-            Error::Config(format!(
-                "endpoint {url:?} must start with http:// or https://"
-            ))
-        })?;
-    if rest.is_empty() {
-        return Err(Error::Config(format!("endpoint {url:?} has no host")));
-    }
-    Ok(if rest.contains('/') {
+    let parsed = imggo::core::url::HttpUrl::parse(url)
+        .map_err(|e| Error::Config(format!("endpoint {url:?} {e}")))?;
+    Ok(if parsed.has_path() {
         url.to_owned()
     } else {
         format!("{url}/api")

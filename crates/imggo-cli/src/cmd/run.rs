@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use imggo::cache::{DedupOptions, Deduper, RedisLink, RedisOptions};
+use imggo::core::url::HttpUrl;
 use imggo::core::{redact_url, AlertRules, Error, RateLimitObserver, Secret, Tracker};
 use imggo::http::{Client, PollPolicy, ReceiverOptions, WebhookReceiver};
 use imggo::optimize::Options as OptimizeOptions;
@@ -292,33 +293,11 @@ type Cleanup = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 /// service can never reach `127.0.0.1` or `0.0.0.0`, so it needs `--webhook-url`.
 fn webhook_url(given: Option<&str>, local: SocketAddr, endpoint: &str) -> Result<String, Error> {
     if let Some(url) = given {
-        let ok = url
-            .strip_prefix("https://")
-            .or_else(|| url.strip_prefix("http://"))
-            .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace));
-        return if ok {
-            Ok(url.to_string())
-        } else {
-            Err(Error::Config(format!(
-                "--webhook-url {url}: wants an http:// or https:// URL"
-            )))
-        };
+        return HttpUrl::parse(url)
+            .map(|u| u.to_string())
+            .map_err(|e| Error::Config(format!("--webhook-url {url}: {e}")));
     }
-    let host = endpoint
-        .split("://")
-        .nth(1)
-        .and_then(|rest| rest.split(['/', '?']).next())
-        .unwrap_or_default();
-    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
-    let host = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => host.split(':').next().unwrap_or_default(),
-    };
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if !loopback {
+    if !HttpUrl::parse(endpoint).is_ok_and(|u| u.is_loopback()) {
         return Err(Error::Config(format!(
             "--webhook-url is needed: the service cannot deliver to {local} on this machine; \
              give the public URL that reaches --webhook-listen (a tunnel or a reverse proxy)"
