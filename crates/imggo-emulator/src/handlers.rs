@@ -21,6 +21,7 @@ use crate::reply::{self, error, ok, Body, Reply};
 use crate::rng::{self, Stream};
 use crate::routes::query_param;
 use crate::state::{id_kind, lock, now_rfc3339, PatternRecord, State, WebhookRecord};
+use crate::validate::{self, Field, Format, Kind};
 
 /// Parses a JSON body, or answers 400 `INVALID_JSON` naming the problem.
 pub(crate) fn parse_json<T: DeserializeOwned>(state: &State, body: &[u8]) -> Result<T, Box<Reply>> {
@@ -64,25 +65,132 @@ pub(crate) fn not_found(state: &State, what: &str) -> Reply {
 }
 
 fn valid_name(name: &str) -> bool {
-    !name.trim().is_empty()
-        && name.chars().count() <= 255
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c.is_whitespace() || "-_()".contains(c))
+    name.chars().count() <= 255 && validate::is_name(name)
 }
 
-/// Page and page size from the query, clamped like the server (`per_page` 1..=100).
-fn paging(query: Option<&str>, default_per_page: u32) -> (u32, u32) {
-    let page = query_param(query, "page")
-        .and_then(|v| v.parse::<u32>().ok())
-        .filter(|&p| p >= 1)
-        .unwrap_or(1);
-    let per_page = query_param(query, "per_page")
-        .and_then(|v| v.parse::<u32>().ok())
-        .filter(|&p| p >= 1)
-        .unwrap_or(default_per_page)
-        .min(100);
-    (page, per_page)
+const FORMATS: &[&str] = &["json", "yaml", "xml", "csv", "text"];
+const DELIMITERS: &[&str] = &["comma", "semicolon"];
+const NAME_CHARS: &str = "letters, digits, spaces, - _ ( )";
+
+/// The body of `POST /api/patterns` (the server's create schema).
+const CREATE_PATTERN: &[Field] = &[
+    Field::new("name", Kind::Str)
+        .required()
+        .min(1)
+        .max(255)
+        .chars(validate::is_name, NAME_CHARS),
+    Field::new("format", Kind::Str).one_of(FORMATS),
+    Field::new("instructions", Kind::Str).required().max(2000),
+    Field::new("json_schema", Kind::Any).nullable(),
+    Field::new("yaml_schema", Kind::Str).nullable().max(5000),
+    Field::new("xml_schema", Kind::Str).nullable().max(5000),
+    Field::new("csv_schema", Kind::Str).nullable().max(5000),
+    Field::new("csv_delimiter", Kind::Str).one_of(DELIMITERS),
+    Field::new("plain_text_schema", Kind::Str)
+        .nullable()
+        .max(5000),
+    Field::new("model_profile", Kind::Str).min(1),
+    Field::new("version", Kind::Int).min(0),
+    Field::new("is_active", Kind::Bool),
+    Field::new("parent_pattern_id", Kind::Str)
+        .nullable()
+        .format(Format::Uuid),
+];
+
+/// The body of `PATCH /api/patterns/{id}` (the server's update schema).
+const UPDATE_PATTERN: &[Field] = &[
+    Field::new("name", Kind::Str)
+        .min(1)
+        .max(255)
+        .chars(validate::is_name, NAME_CHARS),
+    Field::new("format", Kind::Str).one_of(FORMATS),
+    Field::new("instructions", Kind::Str).min(10).max(2000),
+    Field::new("json_schema", Kind::Any).nullable(),
+    Field::new("yaml_schema", Kind::Str).nullable().max(5000),
+    Field::new("xml_schema", Kind::Str).nullable().max(5000),
+    Field::new("csv_schema", Kind::Str).nullable().max(5000),
+    Field::new("csv_delimiter", Kind::Str).one_of(DELIMITERS),
+    Field::new("plain_text_schema", Kind::Str).max(5000),
+    Field::new("is_active", Kind::Bool),
+    Field::new("publish_new_version", Kind::Bool),
+];
+
+/// The body of `POST /api/webhooks`.
+const CREATE_WEBHOOK: &[Field] = &[
+    Field::new("url", Kind::Str).required().format(Format::Uri),
+    Field::new("events", Kind::StrArray)
+        .min(1)
+        .one_of(&["job.succeeded", "job.failed"]),
+    Field::new("secret", Kind::Str).min(16),
+];
+
+/// Checks `body` against `fields` and reads the known fields as `T`.
+fn checked<T: DeserializeOwned>(
+    state: &State,
+    body: &[u8],
+    fields: &[Field],
+) -> Result<T, Box<Reply>> {
+    let mut m = validate::object(state, body, fields)?;
+    // A version beyond what the store keeps is saturated rather than refused: the schema
+    // sets no maximum.
+    if let Some(v) = m.get_mut("version") {
+        if v.as_u64().is_none_or(|n| n > u64::from(u32::MAX)) {
+            *v = Value::from(u32::MAX);
+        }
+    }
+    serde_json::from_value(Value::Object(m)).map_err(|e| {
+        Box::new(validation(
+            state,
+            format!("Invalid request body: {e}"),
+            "body",
+        ))
+    })
+}
+
+/// 405 with `Allow` naming the methods the path takes.
+pub(crate) fn method_not_allowed(
+    state: &State,
+    parts: &http::request::Parts,
+    allowed: &[http::Method],
+) -> Reply {
+    let mut r = error(
+        state.dialect(),
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        format!("{} is not allowed on {}", parts.method, parts.uri.path()),
+        None,
+    );
+    if let Ok(v) = HeaderValue::from_str(&crate::routes::allow_header(allowed)) {
+        r.headers_mut().insert(http::header::ALLOW, v);
+    }
+    r
+}
+
+/// Page and page size from the query, checked like the server's query schema: whole
+/// numbers, `page` >= 1, `per_page` 1..=100 (defaults 1 and `default_per_page`).
+fn paging(
+    state: &State,
+    query: Option<&str>,
+    default_per_page: u32,
+) -> Result<(u32, u32), Box<Reply>> {
+    let number = |name: &str, default: u32, max: u32| match query_param(query, name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                Box::new(validation(
+                    state,
+                    format!("{name} must be a whole number from 1 to {max}, got {v:?}"),
+                    name,
+                ))
+            }),
+    };
+    Ok((
+        number("page", 1, u32::MAX)?,
+        number("per_page", default_per_page, 100)?,
+    ))
 }
 
 fn page_of<T>(all: Vec<T>, page: u32, per_page: u32) -> Page<T> {
@@ -113,11 +221,19 @@ pub(crate) fn insert_pattern(
             "name",
         ));
     }
-    if req.instructions.trim().is_empty() || req.instructions.chars().count() > 2000 {
+    if req.instructions.chars().count() > 2000 {
         return Err((
-            "instructions must be 1-2000 characters".into(),
+            "instructions must be at most 2000 characters".into(),
             "instructions",
         ));
+    }
+    if let Some(parent) = &req.parent_pattern_id {
+        if !validate::is_uuid(parent) {
+            return Err((
+                format!("parent_pattern_id must be a uuid, got {parent:?}"),
+                "parent_pattern_id",
+            ));
+        }
     }
     if let Some(PatternFormat::Unknown(f)) = &req.format {
         return Err((
@@ -159,7 +275,7 @@ pub(crate) fn insert_pattern(
 }
 
 pub(crate) fn create_pattern(state: &State, user: &Arc<str>, body: &[u8]) -> Reply {
-    let req: CreatePattern = match parse_json(state, body) {
+    let req: CreatePattern = match checked(state, body, CREATE_PATTERN) {
         Ok(r) => r,
         Err(r) => return *r,
     };
@@ -177,7 +293,10 @@ pub(crate) fn get_pattern(state: &State, user: &str, id: &str) -> Reply {
 }
 
 pub(crate) fn list_patterns(state: &State, user: &str, query: Option<&str>) -> Reply {
-    let (page, per_page) = paging(query, 20);
+    let (page, per_page) = match paging(state, query, 20) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
     let active = match query_param(query, "is_active") {
         None => None,
         Some("true") => Some(true),
@@ -205,7 +324,7 @@ pub(crate) fn list_patterns(state: &State, user: &str, query: Option<&str>) -> R
 }
 
 pub(crate) fn patch_pattern(state: &State, user: &str, id: &str, body: &[u8]) -> Reply {
-    let req: UpdatePattern = match parse_json(state, body) {
+    let req: UpdatePattern = match checked(state, body, UPDATE_PATTERN) {
         Ok(r) => r,
         Err(r) => return *r,
     };
@@ -348,7 +467,10 @@ pub(crate) fn get_job(state: &Arc<State>, user: &str, id: &str, query: Option<&s
 }
 
 pub(crate) fn list_jobs(state: &Arc<State>, user: &str, query: Option<&str>) -> Reply {
-    let (page, per_page) = paging(query, 15);
+    let (page, per_page) = match paging(state, query, 15) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
     let status = query_param(query, "status").map(imggo_core::JobStatus::parse);
     let ids: Vec<Arc<str>> = lock(&state.job_order)
         .iter()
@@ -372,10 +494,12 @@ pub(crate) fn list_jobs(state: &Arc<State>, user: &str, query: Option<&str>) -> 
 }
 
 pub(crate) fn create_webhook(state: &State, user: &Arc<str>, body: &[u8]) -> Reply {
-    let req: CreateWebhook = match parse_json(state, body) {
+    let req: CreateWebhook = match checked(state, body, CREATE_WEBHOOK) {
         Ok(r) => r,
         Err(r) => return *r,
     };
+    // Beyond the schema's `uri`, the server takes only http(s) URLs with a host (its
+    // documented "invalid webhook URL" 400).
     let url_ok =
         req.url.parse::<http::Uri>().ok().is_some_and(|u| {
             matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
@@ -493,18 +617,21 @@ pub(crate) fn usage(state: &State, user: &str) -> Reply {
     ok(StatusCode::OK, &usage)
 }
 
+/// `GET /api/_health`: the bare `{status, timestamp, services}` of the openapi (no
+/// envelope).
 pub(crate) fn health() -> Reply {
     let mut services = serde_json::Map::new();
     for s in ["database", "storage", "queue"] {
         services.insert(s.into(), Value::String("up".into()));
     }
-    ok(
+    let body = Health {
+        status: "healthy".into(),
+        timestamp: Some(now_rfc3339()),
+        services: Some(services),
+    };
+    reply::json_bytes(
         StatusCode::OK,
-        &Health {
-            status: "healthy".into(),
-            timestamp: Some(now_rfc3339()),
-            services: Some(services),
-        },
+        Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
     )
 }
 

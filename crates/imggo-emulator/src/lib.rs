@@ -57,7 +57,9 @@
 
 #![warn(missing_docs)]
 
+mod api_keys;
 mod config;
+mod demo;
 mod error;
 mod fetch;
 mod handlers;
@@ -72,6 +74,8 @@ mod routes;
 mod server;
 mod state;
 mod stats;
+mod uploads;
+mod validate;
 mod webhook;
 
 use std::net::SocketAddr;

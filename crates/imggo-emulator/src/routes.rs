@@ -19,8 +19,14 @@ pub(crate) enum Route<'a> {
     CreateWebhook,
     DeleteWebhook(&'a str),
     Usage,
-    /// A known path with a method it does not take.
-    MethodNotAllowed,
+    ListApiKeys,
+    CreateApiKey,
+    DeleteApiKey(&'a str),
+    SignedUpload,
+    DemoProcess,
+    DemoStatus(&'a str),
+    /// A known path with a method it does not take, and the methods it takes (for `Allow`).
+    MethodNotAllowed(Vec<Method>),
     /// No such path.
     NotFound,
 }
@@ -71,6 +77,17 @@ impl<'a> Route<'a> {
             ),
             ("webhooks", Some(id), None) => pick(m, &[(Method::DELETE, Self::DeleteWebhook(id))]),
             ("user", Some("usage"), None) => pick(m, &[(Method::GET, Self::Usage)]),
+            ("api-keys", None, None) => pick(
+                m,
+                &[
+                    (Method::GET, Self::ListApiKeys),
+                    (Method::POST, Self::CreateApiKey),
+                ],
+            ),
+            ("api-keys", Some(id), None) => pick(m, &[(Method::DELETE, Self::DeleteApiKey(id))]),
+            ("uploads", Some("signed-url"), None) => pick(m, &[(Method::POST, Self::SignedUpload)]),
+            ("demo", Some("process"), None) => pick(m, &[(Method::POST, Self::DemoProcess)]),
+            ("demo", Some("status"), Some(id)) => pick(m, &[(Method::GET, Self::DemoStatus(id))]),
             _ => Self::NotFound,
         }
     }
@@ -92,7 +109,13 @@ impl<'a> Route<'a> {
             Self::CreateWebhook => "POST /api/webhooks",
             Self::DeleteWebhook(_) => "DELETE /api/webhooks/{id}",
             Self::Usage => "GET /api/user/usage",
-            Self::MethodNotAllowed | Self::NotFound => "unmatched",
+            Self::ListApiKeys => "GET /api/api-keys",
+            Self::CreateApiKey => "POST /api/api-keys",
+            Self::DeleteApiKey(_) => "DELETE /api/api-keys/{id}",
+            Self::SignedUpload => "POST /api/uploads/signed-url",
+            Self::DemoProcess => "POST /api/demo/process",
+            Self::DemoStatus(_) => "GET /api/demo/status/{job_id}",
+            Self::MethodNotAllowed(_) | Self::NotFound => "unmatched",
         }
     }
 
@@ -100,7 +123,12 @@ impl<'a> Route<'a> {
     pub(crate) fn is_public(&self) -> bool {
         matches!(
             self,
-            Self::Health | Self::Stats | Self::NotFound | Self::MethodNotAllowed
+            Self::Health
+                | Self::Stats
+                | Self::DemoProcess
+                | Self::DemoStatus(_)
+                | Self::NotFound
+                | Self::MethodNotAllowed(_)
         )
     }
 
@@ -110,11 +138,22 @@ impl<'a> Route<'a> {
     }
 }
 
+/// The route of method `m` among a path's `options`, or [`Route::MethodNotAllowed`] with
+/// the methods the path takes.
 fn pick<'a>(m: &Method, options: &[(Method, Route<'a>)]) -> Route<'a> {
-    options
+    options.iter().find(|(om, _)| om == m).map_or_else(
+        || Route::MethodNotAllowed(options.iter().map(|(om, _)| om.clone()).collect()),
+        |(_, r)| r.clone(),
+    )
+}
+
+/// The value of an `Allow` header: the methods, comma-separated.
+pub(crate) fn allow_header(methods: &[Method]) -> String {
+    methods
         .iter()
-        .find(|(om, _)| om == m)
-        .map_or(Route::MethodNotAllowed, |(_, r)| r.clone())
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The value of query parameter `name` (no percent-decoding: the emulator's parameters
@@ -146,7 +185,23 @@ mod tests {
         );
         assert_eq!(
             Route::of(&Method::PUT, "/api/patterns/p1"),
-            Route::MethodNotAllowed
+            Route::MethodNotAllowed(vec![Method::GET, Method::PATCH, Method::DELETE])
+        );
+        assert_eq!(
+            Route::of(&Method::TRACE, "/api/_health"),
+            Route::MethodNotAllowed(vec![Method::GET])
+        );
+        assert_eq!(
+            Route::of(&Method::DELETE, "/api/api-keys/k1"),
+            Route::DeleteApiKey("k1")
+        );
+        assert_eq!(
+            Route::of(&Method::GET, "/api/demo/status/j1"),
+            Route::DemoStatus("j1")
+        );
+        assert_eq!(
+            allow_header(&[Method::GET, Method::POST]),
+            "GET, POST".to_owned()
         );
         assert_eq!(Route::of(&Method::GET, "/jobs/x"), Route::NotFound);
         assert_eq!(Route::of(&Method::GET, "/api/jobs/x/y/z"), Route::NotFound);

@@ -19,12 +19,15 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::api_keys;
+use crate::demo;
 use crate::handlers;
 use crate::ingest;
 use crate::reply::{self, accepts_gzip, error, Body, Reply};
 use crate::rng::{self, Stream};
 use crate::routes::Route;
 use crate::state::{AuthError, State};
+use crate::uploads;
 
 /// What a request body may hold beyond the largest upload (the form's other fields and
 /// boundaries). A larger body is refused without reading further; up to it, a slightly
@@ -225,13 +228,12 @@ async fn dispatch(state: &Arc<State>, route: &Route<'_>, parts: &Parts, body: In
         return match route {
             Route::Health => handlers::health(),
             Route::Stats => handlers::stats(state),
-            Route::MethodNotAllowed => error(
-                d,
-                StatusCode::METHOD_NOT_ALLOWED,
-                "METHOD_NOT_ALLOWED",
-                format!("{} is not allowed on {}", parts.method, parts.uri.path()),
-                None,
-            ),
+            Route::DemoProcess => match read_body(state, body).await {
+                Ok(b) => demo::process(state, &b),
+                Err(r) => r,
+            },
+            Route::DemoStatus(id) => demo::status(state, id),
+            Route::MethodNotAllowed(allowed) => handlers::method_not_allowed(state, parts, allowed),
             _ => error(
                 d,
                 StatusCode::NOT_FOUND,
@@ -243,7 +245,12 @@ async fn dispatch(state: &Arc<State>, route: &Route<'_>, parts: &Parts, body: In
     };
     let needs_body = matches!(
         route,
-        Route::CreatePattern | Route::PatchPattern(_) | Route::Ingest(_) | Route::CreateWebhook
+        Route::CreatePattern
+            | Route::PatchPattern(_)
+            | Route::Ingest(_)
+            | Route::CreateWebhook
+            | Route::CreateApiKey
+            | Route::SignedUpload
     );
     let body = if needs_body {
         match read_body(state, body).await {
@@ -253,7 +260,7 @@ async fn dispatch(state: &Arc<State>, route: &Route<'_>, parts: &Parts, body: In
     } else {
         Bytes::new()
     };
-    match *route {
+    match route {
         Route::GetJob(id) => handlers::get_job(state, &user, id, query),
         Route::ListJobs => handlers::list_jobs(state, &user, query),
         Route::ListPatterns => handlers::list_patterns(state, &user, query),
@@ -266,10 +273,17 @@ async fn dispatch(state: &Arc<State>, route: &Route<'_>, parts: &Parts, body: In
         Route::PatchPattern(id) => handlers::patch_pattern(state, &user, id, &body),
         Route::CreateWebhook => handlers::create_webhook(state, &user, &body),
         Route::Ingest(id) => ingest::handle(state, &user, id, &parts.headers, body),
+        Route::ListApiKeys => api_keys::list(state, &user),
+        Route::CreateApiKey => api_keys::create(state, &user, &body),
+        Route::DeleteApiKey(id) => api_keys::delete(state, &user, id),
+        Route::SignedUpload => uploads::signed_url(state, &user, &body),
         // Public routes were answered above.
         Route::Health => handlers::health(),
         Route::Stats => handlers::stats(state),
-        Route::MethodNotAllowed | Route::NotFound => error(
+        Route::DemoProcess
+        | Route::DemoStatus(_)
+        | Route::MethodNotAllowed(_)
+        | Route::NotFound => error(
             d,
             StatusCode::NOT_FOUND,
             "NOT_FOUND",

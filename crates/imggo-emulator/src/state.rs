@@ -32,6 +32,9 @@ pub(crate) mod id_kind {
     pub const PATTERN: u64 = 1;
     pub const JOB: u64 = 2;
     pub const WEBHOOK: u64 = 3;
+    pub const API_KEY: u64 = 4;
+    pub const DEMO_JOB: u64 = 5;
+    pub const UPLOAD: u64 = 6;
 }
 
 /// The HTTP client for webhook deliveries and `image_url` fetches (plain HTTP).
@@ -111,6 +114,12 @@ pub(crate) struct State {
     /// Idempotency key → its job; unique over all users, like the server's column.
     pub idempotency: Mutex<HashMap<String, KeyEntry>>,
     pub webhooks: Mutex<Vec<WebhookRecord>>,
+    /// API keys created over `POST /api/api-keys` (they authenticate like configured keys).
+    pub api_keys: Mutex<Vec<crate::api_keys::ApiKeyRecord>>,
+    /// Jobs of `POST /api/demo/process`, by id.
+    pub demo_jobs: Mutex<HashMap<String, crate::demo::DemoJob>>,
+    /// When the demo ingests of the last hour were accepted (the demo's limit).
+    pub demo_window: Mutex<std::collections::VecDeque<Instant>>,
     pub request_seq: AtomicU64,
     /// Turns among `max_requests` requests handled at once.
     pub turns: tokio::sync::Semaphore,
@@ -169,6 +178,9 @@ impl State {
             job_order: Mutex::default(),
             idempotency: Mutex::default(),
             webhooks: Mutex::default(),
+            api_keys: Mutex::default(),
+            demo_jobs: Mutex::default(),
+            demo_window: Mutex::default(),
             request_seq: AtomicU64::new(0),
             race_seq: AtomicU64::new(0),
             turns: tokio::sync::Semaphore::new(max_requests),
@@ -208,7 +220,10 @@ impl State {
         if self.keys.is_empty() {
             return Ok(self.default_user.clone());
         }
-        self.keys.get(key).cloned().ok_or(AuthError::Unknown)
+        if let Some(user) = self.keys.get(key) {
+            return Ok(user.clone());
+        }
+        crate::api_keys::authenticate(self, key).ok_or(AuthError::Unknown)
     }
 
     fn shard(&self, id: &str) -> MutexGuard<'_, HashMap<Arc<str>, JobRecord>> {

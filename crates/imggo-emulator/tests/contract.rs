@@ -79,8 +79,10 @@ async fn every_response_has_a_request_id_and_unknown_routes_404() {
     let r = api.send(Method::PUT, "/patterns", &[], Bytes::new()).await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
     let r = api.with_key(None).get("/_health").await;
-    let h: Envelope<imggo_core::Health> = serde_json::from_slice(&r.body).unwrap();
-    assert_eq!(h.data.status, "healthy");
+    // The openapi's HealthResponse is bare, without the {success, data} envelope.
+    let h: imggo_core::Health = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(h.status, "healthy");
+    assert!(r.json().get("success").is_none());
     emu.shutdown().await;
 }
 
@@ -159,7 +161,19 @@ async fn patterns_crud_pagination_and_filter() {
     let v = r.json();
     assert_eq!(v["data"]["pagination"]["total"], 1);
     assert_eq!(v["data"]["data"][0]["id"], id.as_str());
-    let r = api.get("/patterns?per_page=500").await;
+    // The query schema allows per_page 1..=100 and page >= 1: anything else is a 400.
+    for q in [
+        "per_page=500",
+        "per_page=0",
+        "page=0",
+        "page=x",
+        "per_page=1.5",
+    ] {
+        let r = api.get(&format!("/patterns?{q}")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}");
+        assert_eq!(code_of(&r), Some(ErrorCode::ValidationError), "{q}");
+    }
+    let r = api.get("/patterns?per_page=100").await;
     assert_eq!(r.json()["data"]["pagination"]["per_page"], 100);
     let r = api.get("/patterns?is_active=maybe").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
