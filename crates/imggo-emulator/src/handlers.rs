@@ -173,19 +173,25 @@ fn paging(
     query: Option<&str>,
     default_per_page: u32,
 ) -> Result<(u32, u32), Box<Reply>> {
+    // Any positive whole number is a valid page (the schema sets no maximum); one beyond
+    // what a u32 holds is simply past the last page.
     let number = |name: &str, default: u32, max: u32| match query_param(query, name) {
         None => Ok(default),
-        Some(v) => v
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=max).contains(n))
-            .ok_or_else(|| {
+        Some(v) => {
+            let digits = v.strip_prefix('+').unwrap_or(v);
+            let n = if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                Some(digits.parse::<u32>().unwrap_or(u32::MAX))
+            } else {
+                None
+            };
+            n.filter(|n| (1..=max).contains(n)).ok_or_else(|| {
                 Box::new(validation(
                     state,
                     format!("{name} must be a whole number from 1 to {max}, got {v:?}"),
                     name,
                 ))
-            }),
+            })
+        }
     };
     Ok((
         number("page", 1, u32::MAX)?,
@@ -375,7 +381,7 @@ pub(crate) fn patch_pattern(state: &State, user: &str, id: &str, body: &[u8]) ->
         csv_delimiter,
         plain_text_schema
     );
-    p.version += 1;
+    p.version = p.version.saturating_add(1);
     p.updated_at = Some(now_rfc3339());
     let out = p.clone();
     drop(store);

@@ -175,6 +175,10 @@ async fn patterns_crud_pagination_and_filter() {
     }
     let r = api.get("/patterns?per_page=100").await;
     assert_eq!(r.json()["data"]["pagination"]["per_page"], 100);
+    // A page far past the end is valid and empty.
+    let r = api.get("/patterns?page=435417322681088695009804288").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["data"]["data"], json!([]));
     let r = api.get("/patterns?is_active=maybe").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 

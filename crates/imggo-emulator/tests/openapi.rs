@@ -176,6 +176,22 @@ async fn pattern_bodies_are_validated_like_the_server() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+
+    // A version beyond the store's range is kept at its largest, and updates do not wrap
+    // it around to 0.
+    let r = api
+        .post_json(
+            "/patterns",
+            &json!({"name": "Big", "instructions": "", "version": 1e20}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let big = r.json()["data"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(r.json()["data"]["version"], u32::MAX);
+    let r = api
+        .patch_json(&format!("/patterns/{big}"), &json!({"is_active": false}))
+        .await;
+    assert_eq!(r.json()["data"]["version"], u32::MAX);
     emu.shutdown().await;
 }
 
