@@ -25,7 +25,12 @@
 //! The routes, under `/api`: `GET/POST /patterns`, `GET/PATCH/DELETE /patterns/{id}`,
 //! `POST /patterns/{id}/ingest`, `GET /jobs`, `GET /jobs/{id}` (with
 //! `?format=yaml|xml|csv|text`), `GET/POST /webhooks`, `DELETE /webhooks/{id}`,
-//! `GET /user/usage`, `GET /_health`, and the emulator's own `GET /_emulator/stats`.
+//! `GET /user/usage`, `GET/POST /api-keys`, `DELETE /api-keys/{id}`,
+//! `POST /uploads/signed-url`, the public `POST /demo/process` and
+//! `GET /demo/status/{job_id}`, `GET /_health`, and the emulator's own
+//! `GET /_emulator/stats`. Bodies are checked like the server's zod schemas (types, lengths,
+//! enums, uuids, URIs, date-times; unknown keys dropped) and refused with 400
+//! `VALIDATION_ERROR`; a known path with another method is a 405 with `Allow`.
 //! Every response carries `X-Request-ID`; gzip is used when the request accepts it.
 //!
 //! ## Dialects
