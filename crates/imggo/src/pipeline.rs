@@ -651,12 +651,14 @@ async fn dispatch(
     match concurrency {
         Concurrency::Fixed(n) => {
             let slots = Arc::new(Semaphore::new(n));
+            let waits = Arc::new(Semaphore::new(n.saturating_mul(WAITS_PER_SLOT)));
             while let Some(p) = net_rx.recv().await {
                 let permit = slots.clone().acquire_owned().await.expect("never closed");
                 let (shared, out_tx) = (shared.clone(), out_tx.clone());
                 let mut slot = Slot {
                     slots: Some(slots.clone()),
                     permit: Some(permit),
+                    waits: Some(waits.clone()),
                 };
                 tasks.spawn(async move {
                     shared.send_guarded(p, &out_tx, None, &mut slot).await;
@@ -680,15 +682,39 @@ async fn dispatch(
     while tasks.join_next().await.is_some() {}
 }
 
-/// A network task's concurrency slot, given up while the task only waits out a 429's
-/// `Retry-After` (so the next input can use the slot) and taken again before it sends.
+/// Inputs per concurrency slot that may wait for their webhook delivery with the slot
+/// given up. Each holds its prepared upload meanwhile, so this bounds that memory to
+/// `(1 + WAITS_PER_SLOT) × concurrency` uploads.
+const WAITS_PER_SLOT: usize = 4;
+
+/// A network task's concurrency slot, given up while the task only waits (out a 429's
+/// `Retry-After`, or for a webhook delivery) so that the next input can use it, and taken
+/// again before it sends.
 #[derive(Default)]
 struct Slot {
     slots: Option<Arc<Semaphore>>,
     permit: Option<OwnedSemaphorePermit>,
+    /// Turns to wait for a delivery without the slot (see [`WAITS_PER_SLOT`]).
+    waits: Option<Arc<Semaphore>>,
 }
 
 impl Slot {
+    /// Awaits `wait` with the slot given up when a waiting turn is free (and with it held
+    /// otherwise), then takes the slot again.
+    async fn release_during<T>(&mut self, wait: impl std::future::Future<Output = T>) -> T {
+        let turn = self
+            .waits
+            .as_ref()
+            .and_then(|w| w.clone().try_acquire_owned().ok());
+        let (Some(slots), Some(_turn)) = (&self.slots, turn) else {
+            return wait.await;
+        };
+        self.permit = None;
+        let out = wait.await;
+        self.permit = slots.clone().acquire_owned().await.ok();
+        out
+    }
+
     async fn release_while(&mut self, wait: impl std::future::Future<Output = ()>) {
         let Some(slots) = &self.slots else {
             return wait.await;
@@ -1215,7 +1241,10 @@ impl Shared {
                 router,
                 fallback_after,
                 poll,
-            } => match router.wait(&r.job_id, *fallback_after).await {
+            } => match slot
+                .release_during(router.wait(&r.job_id, *fallback_after))
+                .await
+            {
                 Some(ev) => WebhookRouter::job_from_event(ev, &self.pattern_id),
                 None => self.poll(&r.job_id, poll).await,
             },

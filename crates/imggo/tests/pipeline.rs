@@ -197,9 +197,13 @@ async fn a_bad_image_fails_its_line_and_the_batch_goes_on() {
     handle.shutdown().await;
 }
 
-async fn webhook_run(loss: f64) -> (Vec<ResultLine>, imggo::emulator::Stats) {
+async fn webhook_run(
+    loss: f64,
+    n: usize,
+    concurrency: usize,
+) -> (Vec<ResultLine>, imggo::emulator::Stats) {
     let dir = tempfile::tempdir().unwrap();
-    let inputs = imggo_testkit::corpus_variants(dir.path(), 40, 0);
+    let inputs = imggo_testkit::corpus_variants(dir.path(), n, 0);
     let (handle, client, pattern) = emulator(Config {
         latency: LatencyModel::Fixed(Duration::from_millis(20)),
         faults: Faults {
@@ -230,7 +234,7 @@ async fn webhook_run(loss: f64) -> (Vec<ResultLine>, imggo::emulator::Stats) {
         .client(client)
         .pattern(pattern)
         .optimize(None)
-        .concurrency(Concurrency::Fixed(8))
+        .concurrency(Concurrency::Fixed(concurrency))
         .wait(WaitMode::Webhook {
             router: WebhookRouter::spawn(receiver),
             fallback_after: Duration::from_millis(400),
@@ -246,17 +250,33 @@ async fn webhook_run(loss: f64) -> (Vec<ResultLine>, imggo::emulator::Stats) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_replace_polling() {
-    let (lines, stats) = webhook_run(0.0).await;
+    let (lines, stats) = webhook_run(0.0, 40, 8).await;
     assert_eq!(count(&lines, Outcome::Succeeded), 40, "{lines:#?}");
     assert_eq!(stats.job_polls, 0, "no job was polled");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_webhooks_fall_back_to_polling() {
-    let (lines, stats) = webhook_run(0.3).await;
+    let (lines, stats) = webhook_run(0.3, 40, 8).await;
     assert_eq!(count(&lines, Outcome::Succeeded), 40, "{lines:#?}");
     assert!(stats.webhooks.lost > 0, "{:?}", stats.webhooks);
     assert!(stats.job_polls > 0);
+}
+
+/// An input waiting for its delivery gives up its concurrency slot (up to four waiting
+/// per slot), so lost deliveries do not hold the next inputs back for the fallback time:
+/// with 2 slots, a 400 ms fallback and every delivery lost, ten ingests go out at once.
+/// Holding the slots, at most two would go out per fallback (five or six a second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inputs_waiting_for_a_delivery_free_their_slot() {
+    let (lines, stats) = webhook_run(1.0, 12, 2).await;
+    assert_eq!(count(&lines, Outcome::Succeeded), 12, "{lines:#?}");
+    assert_eq!(stats.webhooks.lost, 12, "{:?}", stats.webhooks);
+    assert!(
+        stats.max_ingests_per_second >= 9,
+        "{} ingests in the busiest second",
+        stats.max_ingests_per_second
+    );
 }
 
 /// A tiny HTTP server on a thread that answers every GET with `body` (image/jpeg).
