@@ -56,7 +56,11 @@ impl JobClock {
     /// estimate, or `base` itself before any job has finished. Neither wait exceeds
     /// `base.max_interval`.
     pub(crate) fn schedule(&self, base: &PollPolicy) -> Schedule {
-        let Some(e) = *self.state.lock().expect("not poisoned") else {
+        let Some(e) = *self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        else {
             return Schedule {
                 policy: *base,
                 predicted: false,
@@ -82,7 +86,10 @@ impl JobClock {
     /// Learns from a finished wait under `schedule`: `polls` is how many polls it took
     /// and `latency_ms` the server's processing time, if it said.
     pub(crate) fn observe(&self, schedule: &Schedule, polls: u32, latency_ms: Option<u64>) {
-        let mut state = self.state.lock().expect("not poisoned");
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let (Some(e), true) = (state.as_mut(), schedule.predicted) {
             let early = polls > 1;
             let step = (e.mean_us / 1000).max(20) as i64;

@@ -41,7 +41,10 @@ impl WebhookRouter {
 
     /// Passes one event to its waiter, or keeps it for a waiter still to come.
     pub fn deliver(&self, ev: WebhookEvent) {
-        let mut inner = self.inner.lock().expect("not poisoned");
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(tx) = inner.waiters.remove(&ev.job_id) {
             let _ = tx.send(ev);
             return;
@@ -59,7 +62,10 @@ impl WebhookRouter {
     /// caller then polls).
     pub async fn wait(&self, job_id: &str, within: Duration) -> Option<WebhookEvent> {
         let rx = {
-            let mut inner = self.inner.lock().expect("not poisoned");
+            let mut inner = self
+                .inner
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some(ev) = inner.early.remove(job_id) {
                 return Some(ev);
             }
@@ -74,7 +80,7 @@ impl WebhookRouter {
         if got.is_none() {
             self.inner
                 .lock()
-                .expect("not poisoned")
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .waiters
                 .remove(job_id);
         }

@@ -62,7 +62,10 @@ impl Progress {
             Duration::from_secs(5)
         };
         {
-            let mut last = self.last_log.lock().expect("not poisoned");
+            let mut last = self
+                .last_log
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if last.elapsed() < every {
                 return;
             }
