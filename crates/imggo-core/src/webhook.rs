@@ -22,7 +22,8 @@ pub struct Webhook {
     /// Subscribed events (`job.succeeded`, `job.failed`).
     #[serde(default)]
     pub events: Vec<String>,
-    /// The signing secret; the server returns it once, at creation.
+    /// The signing secret; the server returns it once, at creation (a list shows at most
+    /// a masked form, never the secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<Secret>,
     /// Active flag.

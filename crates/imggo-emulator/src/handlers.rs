@@ -573,12 +573,23 @@ pub(crate) fn create_webhook(state: &State, user: &Arc<str>, body: &[u8]) -> Rep
 }
 
 pub(crate) fn list_webhooks(state: &State, user: &str) -> Reply {
+    // The secret is shown whole once, at creation; the list (whose schema requires the
+    // field) shows only its last four characters.
     let hooks: Vec<Webhook> = lock(&state.webhooks)
         .iter()
         .filter(|w| *w.user == *user)
-        .map(|w| w.hook.clone())
+        .map(|w| Webhook {
+            secret: Some(Secret::new(masked(w.secret.expose()))),
+            ..w.hook.clone()
+        })
         .collect();
     ok(StatusCode::OK, &hooks)
+}
+
+/// `****` and the last four characters of `secret`.
+fn masked(secret: &str) -> String {
+    let tail: Vec<char> = secret.chars().rev().take(4).collect();
+    format!("****{}", tail.into_iter().rev().collect::<String>())
 }
 
 pub(crate) fn delete_webhook(state: &State, user: &str, id: &str) -> Reply {

@@ -74,6 +74,9 @@ pub(crate) fn handle(
     }
     // The key from the body or form. The server reads nothing else; the docs dialect
     // also takes the `Idempotency-Key` header, as the prose docs describe.
+    // The body's key follows the server's pattern; the docs declare the header as any
+    // string.
+    let checked = parsed.idempotency_key.is_some();
     let key = parsed.idempotency_key.or_else(|| {
         (state.dialect() == Dialect::Docs)
             .then(|| headers.get("idempotency-key"))
@@ -81,7 +84,7 @@ pub(crate) fn handle(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     });
-    if let Some(k) = &key {
+    if let (Some(k), true) = (&key, checked) {
         if imggo_core::IdempotencyKey::parse(k).is_err() {
             return with_limits(
                 error(
