@@ -42,6 +42,7 @@
 //! | error codes | `NOT_FOUND`, `VALIDATION_ERROR`, ... | `not_found`, `validation_error`, ... |
 //! | 429 body | `{error: "Rate limit exceeded", message, limit: {monthly, used, remaining, reset_at}, burst_limit?, upgrade_url}` | `{success: false, error: {code: "rate_limit_exceeded", message, details: {retry_after, limit}}}` |
 //! | webhook payload | `{event, job_id, pattern_id, manifest, error, timestamp}` | the same plus `status` |
+//! | idempotency key | the body or form field only | the body or form field, else the `Idempotency-Key` header |
 //!
 //! In both, ingest answers 202 `{job_id, status: "queued", message, approach}`, a known
 //! idempotency key answers 200 with the existing job (and its manifest once finished), and
@@ -57,7 +58,9 @@
 //! the response is cut after half its body (HTTP/1.1: the connection is closed; HTTP/2: the
 //! stream is reset); with [`Faults::slow`] the answer waits [`Faults::slow_by`]. Jobs fail
 //! with [`Faults::job_fail`] and webhook deliveries are lost with [`Faults::webhook_loss`],
-//! each keyed by the job's or delivery's number. The same seed gives the same choices for
+//! each keyed by the job's or delivery's number. With [`Faults::race_dup`] an ingest that
+//! repeats a key within [`RACE_WINDOW`] of its job's creation is answered 500, once per
+//! key, as the server answers the loser of two concurrent requests with one key. The same seed gives the same choices for
 //! the same request, job and delivery numbers. `GET /api/_emulator/stats` is never faulted.
 
 #![warn(missing_docs)]
