@@ -13,6 +13,12 @@ pub struct CountingRetry {
     pub tracker: Arc<Tracker>,
 }
 
+impl std::fmt::Debug for CountingRetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CountingRetry").finish_non_exhaustive()
+    }
+}
+
 impl CountingRetry {
     /// imggo-ratelimit's default [`Backoff`](imggo_ratelimit::Backoff) (with its retry
     /// budget), counted into `tracker`: the policy the CLI uses.

@@ -243,6 +243,16 @@ pub struct Inputs {
     open_lists: Vec<FileId>,
 }
 
+impl std::fmt::Debug for Inputs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inputs")
+            .field("pending", &self.stack.len())
+            .field("ready", &self.ready.len())
+            .field("open_lists", &self.open_lists.len())
+            .finish()
+    }
+}
+
 impl Inputs {
     /// Expands `args` lazily, in order.
     pub fn new<I, S>(args: I) -> Self

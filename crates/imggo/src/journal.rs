@@ -137,6 +137,17 @@ pub struct Journal {
     buf: Vec<u8>,
 }
 
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("path", &self.path)
+            .field("resume", &self.resume)
+            .field("started", &self.file.is_some())
+            .field("torn", &self.torn)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Journal {
     /// Opens `path` without changing it. With `resume`, the inputs its lines show
     /// finished for that key (the last line of an input has any status but `failed`) are

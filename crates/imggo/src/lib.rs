@@ -27,6 +27,7 @@
 //! ```
 
 #![warn(missing_docs)]
+#![deny(missing_debug_implementations)]
 
 pub mod hooks;
 pub mod input;

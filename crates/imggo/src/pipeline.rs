@@ -68,6 +68,24 @@ pub enum WaitMode {
     },
 }
 
+impl std::fmt::Debug for WaitMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Poll(p) => f.debug_tuple("Poll").field(p).finish(),
+            Self::Webhook {
+                router,
+                fallback_after,
+                poll,
+            } => f
+                .debug_struct("Webhook")
+                .field("router", router)
+                .field("fallback_after", fallback_after)
+                .field("poll", poll)
+                .finish(),
+        }
+    }
+}
+
 /// Builds a [`Pipeline`]; see [`Pipeline::builder`].
 pub struct PipelineBuilder {
     client: Option<Client>,
@@ -87,6 +105,20 @@ pub struct PipelineBuilder {
     extras: Option<Value>,
     alert_rules: AlertRules,
     skip: HashSet<String>,
+}
+
+impl std::fmt::Debug for PipelineBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineBuilder")
+            .field("pattern_id", &self.pattern_id)
+            .field("pattern_version", &self.pattern_version)
+            .field("optimize", &self.optimize.is_some())
+            .field("cache", &self.cache.is_some())
+            .field("limiter", &self.limiter.is_some())
+            .field("concurrency", &self.concurrency)
+            .field("wait", &self.wait)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PipelineBuilder {
@@ -255,6 +287,17 @@ pub struct Pipeline {
     skip: HashSet<String>,
 }
 
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("pattern_id", &self.shared.pattern_id)
+            .field("settings", &self.shared.settings)
+            .field("concurrency", &self.concurrency)
+            .field("cpu_workers", &self.cpu_workers)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Shared {
     client: Client,
     pattern_id: String,
@@ -328,6 +371,16 @@ pub struct Run {
     done: tokio::task::JoinHandle<(u64, u64)>,
     tracker: Arc<Tracker>,
     alert_rules: AlertRules,
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Run")
+            .field("pattern_id", &self.shared.pattern_id)
+            .field("started", &self.started)
+            .field("pace", &self.pacer.status())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Stream for Run {

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 /// ingest answer is processed) are kept, up to this many.
 const EARLY_CAPACITY: usize = 100_000;
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Inner {
     waiters: HashMap<String, oneshot::Sender<WebhookEvent>>,
     early: HashMap<String, WebhookEvent>,
@@ -21,7 +21,7 @@ struct Inner {
 }
 
 /// Hands each verified [`WebhookEvent`] to the task waiting for its job.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct WebhookRouter {
     inner: Mutex<Inner>,
 }

@@ -470,3 +470,22 @@ async fn an_exhausted_quota_fails_the_rest_fast() {
     assert_eq!(report.exit_code(), 1);
     handle.shutdown().await;
 }
+
+/// Every public type prints for logs, and none prints the API key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_output_names_the_run_and_hides_the_key() {
+    let (handle, client, pattern) = emulator(Config::default()).await;
+    let builder = Pipeline::builder()
+        .client(client)
+        .pattern(pattern.clone())
+        .optimize(None);
+    let text = format!("{builder:?}");
+    assert!(text.contains(&pattern) && !text.contains(KEY), "{text}");
+    let pipeline = builder.build().unwrap();
+    let text = format!("{pipeline:?}");
+    assert!(text.contains(&pattern) && !text.contains(KEY), "{text}");
+    let run = pipeline.run(Vec::<imggo::Input>::new());
+    let text = format!("{run:?}");
+    assert!(text.contains(&pattern) && !text.contains(KEY), "{text}");
+    handle.shutdown().await;
+}
