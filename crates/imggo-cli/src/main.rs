@@ -9,8 +9,8 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 
-/// Exit code for usage and configuration errors.
-pub const EXIT_USAGE: u8 = 2;
+/// Exit code for usage and configuration errors (the library's, so both agree).
+pub use imggo::report::EXIT_USAGE;
 
 #[derive(Debug, Parser)]
 #[command(name = "imggo", version, about, long_about = None)]

@@ -50,7 +50,7 @@ pub use imggo_ratelimit as ratelimit;
 pub use hooks::CountingRetry;
 pub use input::{Input, Inputs};
 pub use journal::{ErrorInfo, Journal, ResultLine, ResumeKey};
-pub use pipeline::{Concurrency, Pipeline, PipelineBuilder, Run, WaitMode};
+pub use pipeline::{Concurrency, Pipeline, PipelineBuilder, Run, WaitMode, DEFAULT_CACHE_TTL};
 pub use read::read_bounded;
 pub use report::{PaceSummary, Report};
 pub use webhook::WebhookRouter;

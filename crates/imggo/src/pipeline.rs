@@ -86,6 +86,9 @@ impl std::fmt::Debug for WaitMode {
     }
 }
 
+/// How long a cached result is kept unless [`PipelineBuilder::cache`] says otherwise.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// Builds a [`Pipeline`]; see [`Pipeline::builder`].
 pub struct PipelineBuilder {
     client: Option<Client>,
@@ -454,7 +457,7 @@ impl Pipeline {
             pattern_version: None,
             optimize: Some(OptimizeOptions::default()),
             cache: None,
-            cache_ttl: Duration::from_secs(30 * 24 * 3600),
+            cache_ttl: DEFAULT_CACHE_TTL,
             limiter: None,
             pacer: Arc::new(LearnedPacer::new()),
             retry: Arc::new(imggo_ratelimit::Backoff::default()),

@@ -494,7 +494,7 @@ async fn build(args: &Args, file: &FileConfig, tracker: Arc<Tracker>) -> Result<
         .tracker(tracker)
         .alert_rules(rules);
     if let Some(cache) = cache {
-        b = b.cache(cache, Duration::from_secs(30 * 24 * 3600));
+        b = b.cache(cache, imggo::DEFAULT_CACHE_TTL);
     }
     if let Some(d) = deduper {
         b = b.deduper(d);
