@@ -72,19 +72,9 @@ pub(crate) fn handle(
     if let Some(h) = parsed.hash {
         state.counters.ingest_received(h.as_u128());
     }
-    // The key from the body or form. The server reads nothing else; the docs dialect
-    // also takes the `Idempotency-Key` header, as the prose docs describe.
-    // The body's key follows the server's pattern; the docs declare the header as any
-    // string.
-    let checked = parsed.idempotency_key.is_some();
-    let key = parsed.idempotency_key.or_else(|| {
-        (state.dialect() == Dialect::Docs)
-            .then(|| headers.get("idempotency-key"))
-            .flatten()
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    });
-    if let (Some(k), true) = (&key, checked) {
+    // The body's or form's key follows the server's pattern (the docs declare the header
+    // as any string).
+    if let Some(k) = &parsed.idempotency_key {
         if imggo_core::IdempotencyKey::parse(k).is_err() {
             return with_limits(
                 error(
@@ -98,6 +88,15 @@ pub(crate) fn handle(
             );
         }
     }
+    // The key from the body or form. The server reads nothing else; the docs dialect
+    // also takes the `Idempotency-Key` header, as the prose docs describe.
+    let key = parsed.idempotency_key.or_else(|| {
+        (state.dialect() == Dialect::Docs)
+            .then(|| headers.get("idempotency-key"))
+            .flatten()
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    });
     let now = Instant::now();
     // One critical section decides "new, racing or replay", so concurrent duplicates get
     // one job.

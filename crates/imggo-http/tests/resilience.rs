@@ -72,6 +72,15 @@ async fn injected_500s_and_503s_are_retried_without_duplicate_jobs() {
     emu.shutdown().await;
 }
 
+/// Ingests each image once (with the client's retries), panicking with its name on error.
+async fn ingest_each(c: &imggo_http::Client, pattern_id: &str, images: &[(String, bytes::Bytes)]) {
+    for (name, bytes) in images {
+        c.ingest_bytes(pattern_id, bytes.clone(), IngestOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
 #[tokio::test]
 async fn dropped_connections_are_retried_with_the_same_key() {
     let faults = Faults {
@@ -81,11 +90,7 @@ async fn dropped_connections_are_retried_with_the_same_key() {
     let Scenario { emu, pattern, c } =
         scenario(Config::default().faults(faults).seed(3), "P", None).await;
     let images = small_images(8);
-    for (name, bytes) in &images {
-        c.ingest_bytes(&pattern.id, bytes.clone(), IngestOptions::default())
-            .await
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-    }
+    ingest_each(&c, &pattern.id, &images).await;
     let s = emu.stats();
     assert!(s.faults.dropped > 0, "{:?}", s.faults);
     assert!(
@@ -119,11 +124,7 @@ async fn a_racing_duplicate_500_is_retried_into_the_one_job() {
     let Scenario { emu, pattern, c } =
         scenario(Config::default().faults(faults).seed(3), "P", None).await;
     let images = small_images(8);
-    for (name, bytes) in &images {
-        c.ingest_bytes(&pattern.id, bytes.clone(), IngestOptions::default())
-            .await
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-    }
+    ingest_each(&c, &pattern.id, &images).await;
     // Two sends of one image at once: one job, the same id for both.
     let (_, one) = &images[0];
     let (a, b) = tokio::join!(

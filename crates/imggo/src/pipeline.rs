@@ -762,22 +762,21 @@ impl Slot {
             .waits
             .as_ref()
             .and_then(|w| w.clone().try_acquire_owned().ok());
-        let (Some(slots), Some(_turn)) = (&self.slots, turn) else {
+        match turn {
+            Some(_turn) => self.release_while(wait).await,
+            None => wait.await,
+        }
+    }
+
+    /// Awaits `wait` with the slot given up, then takes the slot again.
+    async fn release_while<T>(&mut self, wait: impl std::future::Future<Output = T>) -> T {
+        let Some(slots) = &self.slots else {
             return wait.await;
         };
         self.permit = None;
         let out = wait.await;
         self.permit = slots.clone().acquire_owned().await.ok();
         out
-    }
-
-    async fn release_while(&mut self, wait: impl std::future::Future<Output = ()>) {
-        let Some(slots) = &self.slots else {
-            return wait.await;
-        };
-        self.permit = None;
-        wait.await;
-        self.permit = slots.clone().acquire_owned().await.ok();
     }
 }
 
