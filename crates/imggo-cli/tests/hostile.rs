@@ -2,13 +2,17 @@
 //! against the in-process emulator over loopback. Each case once made the run panic,
 //! hang, lose lines or skip work.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use common::{imggo_run, lines, output, report, stderr};
+
 use imggo::core::Outcome;
 use imggo::emulator::{Config, Emulator, Handle, LatencyModel};
-use imggo::{Report, ResultLine};
+use imggo::ResultLine;
 
 const KEY: &str = "imggo_hostile_test_key";
 
@@ -24,70 +28,9 @@ async fn emulator() -> (Handle, String) {
 }
 
 fn imggo(handle: &Handle, pattern: &str, out: &Path, extra: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_imggo"));
-    c.args([
-        "run",
-        "--pattern",
-        pattern,
-        "--endpoint",
-        &handle.base_url(),
-    ])
-    .args(["--api-key", KEY, "--quiet", "--out"])
-    .arg(out)
-    .args(extra)
-    .env_remove("IMGGO_API_KEY")
-    .env_remove("IMGGO_ENDPOINT")
-    .env_remove("IMGGO_PATTERN")
-    .env_remove("IMGGO_CACHE")
-    .env_remove("IMGGO_LIMITER")
-    .env("IMGGO_CONFIG", "/nonexistent/imggo-config.toml")
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    if !extra.contains(&"--cache") {
-        c.args(["--cache", "off"]);
-    }
+    let mut c = imggo_run(&handle.base_url(), pattern, KEY, out, extra);
+    c.arg("--quiet");
     c
-}
-
-/// Runs `cmd` off the runtime (the emulator lives on it), killed after 60 s so that a
-/// hang fails the test instead of blocking it.
-async fn output(mut cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || {
-        let child = cmd.spawn().unwrap();
-        let id = child.id();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            if rx.recv_timeout(Duration::from_secs(60)).is_err() {
-                // The run hung: end it so that the assertion below reports it.
-                let _ = Command::new("kill").args(["-9", &id.to_string()]).status();
-            }
-        });
-        let out = child.wait_with_output().unwrap();
-        let _ = tx.send(());
-        out
-    })
-    .await
-    .unwrap()
-}
-
-fn lines(out: &Path) -> Vec<ResultLine> {
-    std::fs::read(out)
-        .unwrap_or_default()
-        .split(|&b| b == b'\n')
-        .filter_map(|l| serde_json::from_slice(l).ok())
-        .collect()
-}
-
-/// The report `--json` prints last.
-fn report(o: &Output) -> Report {
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", stderr(o)))
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,12 +1,15 @@
 //! `imggo run` as scripts use it: the real binary against the emulator over loopback.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use imggo::core::Outcome;
 use imggo::emulator::{Config, Emulator, Handle, LatencyModel};
-use imggo::ResultLine;
+
+use common::{imggo_run, lines};
 
 const KEY: &str = "imggo_cli_test_key";
 
@@ -22,31 +25,7 @@ async fn emulator(latency_ms: u64) -> (Handle, String) {
 }
 
 fn imggo(handle: &Handle, pattern: &str, key: &str, out: &Path, extra: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_imggo"));
-    c.args([
-        "run",
-        "--pattern",
-        pattern,
-        "--endpoint",
-        &handle.base_url(),
-    ])
-    .args(["--api-key", key, "--cache", "off", "--out"])
-    .arg(out)
-    .args(extra)
-    .env_remove("IMGGO_API_KEY")
-    .env_remove("IMGGO_ENDPOINT")
-    .env("IMGGO_CONFIG", "/nonexistent/imggo-config.toml")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    c
-}
-
-fn lines(out: &Path) -> Vec<ResultLine> {
-    std::fs::read_to_string(out)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    imggo_run(&handle.base_url(), pattern, key, out, extra)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
