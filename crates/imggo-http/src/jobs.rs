@@ -96,6 +96,10 @@ pub struct FormattedResult {
     pub pattern_id: Option<String>,
 }
 
+/// How many answers that cannot be decoded one wait for a job polls past, and one
+/// ingest (whose idempotency key makes a re-send safe) sends past.
+pub const MAX_UNREADABLE_ANSWERS: u32 = 3;
+
 impl Client {
     /// `GET /api/jobs/{id}`: the job in either status dialect.
     pub async fn get_job(&self, id: &str) -> Result<Job, Error> {
@@ -143,7 +147,9 @@ impl Client {
     /// `Error::Timeout { what: "job wait" }` past the policy's deadline.
     ///
     /// Retryable errors while polling (429, 5xx, resets) do not end the wait: it sleeps at
-    /// least the server's `Retry-After` and polls again. Cancel-safe: dropping the future
+    /// least the server's `Retry-After` and polls again. An answer that cannot be decoded
+    /// (a proxy's HTML page, a body over the cap) is polled again too, up to
+    /// [`MAX_UNREADABLE_ANSWERS`] times in one wait; then its [`Error::Decode`] ends the wait. Cancel-safe: dropping the future
     /// stops polling and leaves nothing behind.
     pub async fn wait_for_job(&self, id: &str, policy: &PollPolicy) -> Result<Job, Error> {
         self.wait_for_job_counted(id, policy).await.map(|w| w.job)
@@ -161,6 +167,7 @@ impl Client {
             let mut interval = None;
             let mut wait = policy.first;
             let mut polls = 0;
+            let mut unreadable = 0;
             loop {
                 // Not Tokio's timer: it ends waits up to about 2 ms late (see `timer`).
                 if !wait.is_zero() {
@@ -188,6 +195,11 @@ impl Client {
                         wait = policy
                             .advance(&mut interval)
                             .max(e.retry_after().unwrap_or_default());
+                    }
+                    // A poll is a safe GET: a garbled answer costs one more of them.
+                    Err(Error::Decode { .. }) if unreadable < MAX_UNREADABLE_ANSWERS => {
+                        unreadable += 1;
+                        wait = policy.advance(&mut interval);
                     }
                     Err(e) => return Err(e),
                 }

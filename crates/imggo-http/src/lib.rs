@@ -48,7 +48,7 @@ pub use client::{Client, TransportStats};
 /// The precise sleep [`Client::wait_for_job`] waits with (from imggo-core).
 pub use imggo_core::timer;
 pub use ingest::{Accepted, IngestOptions, MAX_UPLOAD_BYTES};
-pub use jobs::{FormattedResult, PollPolicy, Waited};
+pub use jobs::{FormattedResult, PollPolicy, Waited, MAX_UNREADABLE_ANSWERS};
 pub use receiver::{ReceiverOptions, ReceiverStats, WebhookReceiver};
 pub use retry::DefaultRetry;
 pub use signature::{sign, verify_signature, SIGNATURE_HEADER};

@@ -3,6 +3,9 @@
 //! - [`RedisServer`]: a private `redis-server` on a free loopback port in a temp dir,
 //!   stopped on drop. A missing binary is a loud panic, never a skip.
 //! - [`corpus_dir`] / [`corpus_files`]: the shared corpus of real images.
+//! - [`proxy::HostileProxy`]: a fault-injecting proxy in front of a server on loopback.
+
+pub mod proxy;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -30,7 +30,7 @@ use imggo_core::{
     AlertRules, CacheKey, ContentHash, Error, Job, Manifest, Outcome, RateLimitInfo, RetryPolicy,
     SettingsFingerprint, Tracker,
 };
-use imggo_http::{Client, IngestOptions, PollPolicy, MAX_UPLOAD_BYTES};
+use imggo_http::{Client, IngestOptions, PollPolicy, MAX_UNREADABLE_ANSWERS, MAX_UPLOAD_BYTES};
 use imggo_optimize::{Optimizer, Options as OptimizeOptions};
 use imggo_ratelimit::{AdaptiveConcurrency, LearnedPacer, LimitError, Limiter, PaceSource, Permit};
 use serde_json::Value;
@@ -743,6 +743,10 @@ async fn dispatch(
 /// `(1 + WAITS_PER_SLOT) × concurrency` uploads.
 const WAITS_PER_SLOT: usize = 4;
 
+/// The pause before re-sending an ingest whose answer could not be read, times the
+/// count of such answers so far: a proxy's page is usually gone within a second.
+const UNREADABLE_PAUSE: Duration = Duration::from_millis(200);
+
 /// A network task's concurrency slot, given up while the task only waits (out a 429's
 /// `Retry-After`, or for a webhook delivery) so that the next input can use it, and taken
 /// again before it sends.
@@ -1200,7 +1204,7 @@ impl Shared {
             single_attempt: true,
         };
         let started = Instant::now();
-        let mut failures = 0u32;
+        let (mut failures, mut unreadable) = (0u32, 0u32);
         // Every attempt, the first and each retry, passes the limiters: a 429 waits for
         // its turn again (as often as needed), a 5xx or a dropped connection is retried
         // through the retry policy, an exhausted quota ends the input and the run.
@@ -1257,6 +1261,14 @@ impl Shared {
                     let waiting = Instant::now();
                     slot.release_while(self.sleep_unless_quota(floor)).await;
                     *paced += waiting.elapsed();
+                }
+                // The key makes a re-send safe: an answer that could not be read (a
+                // proxy's page, a body over the cap) is sent again, a few times.
+                Error::Decode { .. } if unreadable < MAX_UNREADABLE_ANSWERS => {
+                    self.pacer.unused(ticket);
+                    unreadable += 1;
+                    self.tracker.record_retry();
+                    self.sleep_unless_quota(UNREADABLE_PAUSE * unreadable).await;
                 }
                 e => {
                     self.pacer.unused(ticket);
