@@ -9,6 +9,9 @@ use crate::builder::ClientBuilder;
 use crate::client::{Call, Client, RetryMode};
 use crate::transport::{decode, json_body};
 
+/// Creates [`Client::register_webhook`] tries before it gives up.
+pub const WEBHOOK_ATTEMPTS: u32 = 4;
+
 /// Health probes per endpoint in [`Client::fastest`].
 const PROBES: usize = 3;
 
@@ -30,6 +33,36 @@ impl Client {
             .json(json_body("webhook", body)?);
         let reply = self.execute(call).await?;
         decode(&reply.body, "created webhook")
+    }
+
+    /// [`Client::create_webhook`] that survives a lost answer: a create is not repeatable
+    /// (a second one makes a second registration), so after a failure where the server
+    /// may have acted (a 5xx, a reset, a timeout) it looks for a registration of the same
+    /// URL first, returns that one if the lost create made it, and creates again
+    /// otherwise, up to [`WEBHOOK_ATTEMPTS`] creates in all, 0.2, 0.4, 0.8 s apart.
+    ///
+    /// The registration found carries no secret (the server shows it only at creation):
+    /// it is the one in `body`.
+    pub async fn register_webhook(&self, body: &CreateWebhook) -> Result<Webhook, Error> {
+        let (mut pause, mut attempt) = (Duration::from_millis(200), 1);
+        loop {
+            match self.create_webhook(body).await {
+                Err(e) if e.is_retryable() && attempt < WEBHOOK_ATTEMPTS => {
+                    attempt += 1;
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                    if let Some(made) = self
+                        .list_webhooks()
+                        .await?
+                        .into_iter()
+                        .find(|w| w.url == body.url)
+                    {
+                        return Ok(made);
+                    }
+                }
+                done => return done,
+            }
+        }
     }
 
     /// `GET /api/webhooks`.

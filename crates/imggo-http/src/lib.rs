@@ -43,6 +43,7 @@ mod signature;
 mod sniff;
 mod transport;
 
+pub use account::WEBHOOK_ATTEMPTS;
 pub use builder::{ClientBuilder, TlsRoots, API_KEY_ENV, DEFAULT_BASE_URL};
 pub use client::{Client, TransportStats};
 /// The precise sleep [`Client::wait_for_job`] waits with (from imggo-core).

@@ -309,3 +309,56 @@ async fn connections_past_the_cap_wait_their_turn() {
         .unwrap();
     assert_eq!(status, 401, "served, and refused for its bad signature");
 }
+
+/// A create whose answer is lost (the server made the registration, the client heard a
+/// reset) or refused by a 503 ends with exactly one registration of the URL.
+#[tokio::test]
+async fn a_registration_whose_answer_was_lost_is_found_not_made_twice() {
+    use imggo_testkit::proxy::{Fault, HostileProxy, Rule};
+    let emu = emulator(Config::default()).await;
+    let unavailable = Fault::Respond {
+        status: 503,
+        headers: vec![("content-type", "application/json")],
+        body: br#"{"success":false,"error":{"code":"SERVICE_UNAVAILABLE","message":"busy"}}"#
+            .to_vec(),
+    };
+    let proxy = HostileProxy::start(
+        &emu.base_url(),
+        vec![
+            Rule::new("POST", "/webhooks", unavailable).first(1),
+            Rule::new("POST", "/webhooks", Fault::Reset).first(1),
+        ],
+    )
+    .await;
+    let c = builder(&emu).base_url(proxy.base_url()).build().unwrap();
+    let url = "http://127.0.0.1:9/hook".to_owned();
+    let hook = c
+        .register_webhook(&CreateWebhook {
+            url: url.clone(),
+            events: vec![],
+            secret: Some(Secret::new(SECRET)),
+        })
+        .await
+        .unwrap();
+    assert_eq!((proxy.fired(0), proxy.fired(1)), (1, 1));
+    let listed = client(&emu).list_webhooks().await.unwrap();
+    let mine: Vec<_> = listed.iter().filter(|w| w.url == url).collect();
+    assert_eq!(mine.len(), 1, "{listed:?}");
+    assert_eq!(mine[0].id, hook.id);
+    // A plain create through the same faults would have failed at the first 503.
+    let plain = HostileProxy::start(
+        &emu.base_url(),
+        vec![Rule::new("POST", "/webhooks", Fault::Reset).first(1)],
+    )
+    .await;
+    let c = builder(&emu).base_url(plain.base_url()).build().unwrap();
+    let lost = c
+        .create_webhook(&CreateWebhook {
+            url: "http://127.0.0.1:9/other".into(),
+            events: vec![],
+            secret: Some(Secret::new(SECRET)),
+        })
+        .await;
+    assert!(lost.is_err(), "{lost:?}");
+    emu.shutdown().await;
+}
