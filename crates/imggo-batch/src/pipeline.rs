@@ -40,6 +40,7 @@ use crate::input::Input;
 use crate::journal::{ErrorInfo, ResultLine};
 use crate::report::{PaceSummary, Report};
 use crate::timing::JobClock;
+#[cfg(feature = "webhook")]
 use crate::webhook::WebhookRouter;
 
 /// How many network tasks run at once.
@@ -58,6 +59,7 @@ pub enum WaitMode {
     /// Poll `GET /jobs/{id}` with backoff.
     Poll(PollPolicy),
     /// Wait for a signed webhook delivery; poll when none arrives within `fallback_after`.
+    #[cfg(feature = "webhook")]
     Webhook {
         /// Routes verified deliveries to the waiting tasks.
         router: Arc<WebhookRouter>,
@@ -72,6 +74,7 @@ impl std::fmt::Debug for WaitMode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Poll(p) => f.debug_tuple("Poll").field(p).finish(),
+            #[cfg(feature = "webhook")]
             Self::Webhook {
                 router,
                 fallback_after,
@@ -472,6 +475,11 @@ impl Pipeline {
         }
     }
 
+    /// The pattern every input runs with.
+    pub fn pattern_id(&self) -> &str {
+        &self.shared.pattern_id
+    }
+
     /// The tracker the run records into.
     pub fn tracker(&self) -> Arc<Tracker> {
         self.shared.tracker.clone()
@@ -751,12 +759,14 @@ struct Slot {
     slots: Option<Arc<Semaphore>>,
     permit: Option<OwnedSemaphorePermit>,
     /// Turns to wait for a delivery without the slot (see [`WAITS_PER_SLOT`]).
+    #[cfg_attr(not(feature = "webhook"), allow(dead_code))]
     waits: Option<Arc<Semaphore>>,
 }
 
 impl Slot {
     /// Awaits `wait` with the slot given up when a waiting turn is free (and with it held
     /// otherwise), then takes the slot again.
+    #[cfg_attr(not(feature = "webhook"), allow(dead_code))]
     async fn release_during<T>(&mut self, wait: impl std::future::Future<Output = T>) -> T {
         let turn = self
             .waits
@@ -1292,6 +1302,7 @@ impl Shared {
         }
         match &self.wait {
             WaitMode::Poll(policy) => self.poll(&r.job_id, policy).await,
+            #[cfg(feature = "webhook")]
             WaitMode::Webhook {
                 router,
                 fallback_after,
