@@ -6,14 +6,15 @@
 //! [`ResultLine`] per input, then a [`Report`]. Most users reach it through the `imggo`
 //! facade, which re-exports everything here.
 //!
-//! | stage | module |
+//! | stage | where |
 //! |---|---|
 //! | what to run: plain settings, and the pipeline built from them | [`spec`] ([`RunSpec`]) |
-//! | builder, [`Concurrency`], [`WaitMode`] | [`pipeline::builder`](pipeline) |
+//! | builder, [`Concurrency`], [`WaitMode`] | `pipeline/builder.rs` ([`PipelineBuilder`]) |
 //! | inputs: files, directories, lists, URLs | [`input`] |
-//! | prepare: read, hash, cache, optimise | [`pipeline`] |
-//! | send: limit and ingest | [`pipeline`] |
-//! | wait: poll or webhook | [`pipeline`], [`webhook`](crate#features) |
+//! | prepare: read, hash, cache, optimise | `pipeline/prepare.rs` |
+//! | send: limit and ingest | `pipeline/send.rs` |
+//! | wait: poll, or webhook with polling as the fallback | `pipeline/wait.rs`, `webhook` |
+//! | single flight of identical inputs in a run | `pipeline/flight.rs` |
 //! | results file and resume | [`journal`] |
 //! | summary and exit code | [`report`] |
 //!
