@@ -2,6 +2,7 @@
 //! cache up, optimise on the blocking pool.
 
 use super::*;
+use imggo_core::ErrorCode;
 
 impl Shared {
     /// Read, hash, dedup, cache lookup and optimise one input. `None` when the input is
@@ -130,7 +131,7 @@ impl Shared {
                         l.content_hash = Some(hash.to_string());
                         l.bytes_in = bytes_in;
                         l.error = Some(ErrorInfo {
-                            code: "INVALID_IMAGE".into(),
+                            code: ErrorCode::InvalidImage.as_str().into(),
                             message: e.to_string(),
                         });
                         self.finish(out, &digest, l).await;
