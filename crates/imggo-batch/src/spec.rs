@@ -106,7 +106,8 @@ pub struct RunSpec {
 impl std::fmt::Debug for RunSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut d = f.debug_struct("RunSpec");
-        d.field("endpoints", &self.endpoints)
+        let endpoints: Vec<String> = self.endpoints.iter().map(|e| redact_url(e)).collect();
+        d.field("endpoints", &endpoints)
             .field("api_key", &self.api_key)
             .field("timeout", &self.timeout)
             .field("pattern", &self.pattern)
