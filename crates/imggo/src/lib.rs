@@ -2,7 +2,7 @@
 //!
 //! The facade of imggo-rs. It holds no code of its own: it re-exports the layered crates
 //! ([`core`], [`optimize`], [`cache`], [`ratelimit`], [`http`], [`batch`] and, with the
-//! `emulator` feature, [`emulator`](crate::emulator)) and puts the batch engine's main
+//! `emulator` feature, [`emulator`]) and puts the batch engine's main
 //! types at the top: the [`Pipeline`] (read → hash → dedup → cache → optimise → limit →
 //! ingest → wait → cache put, one [`ResultLine`] per input, then a [`Report`]) and the
 //! plain-data [`RunSpec`] that builds one the way the `imggo run` command does.
@@ -12,7 +12,7 @@
 //! | feature | brings |
 //! |---|---|
 //! | `redis` | the `redis://` cache, the cross-worker dedup lease and the shared limiter |
-//! | `emulator` | [`emulator`](crate::emulator): a local ImgGo-compatible server |
+//! | `emulator` | [`emulator`]: a local ImgGo-compatible server |
 //! | `rustls` | HTTPS through rustls on `ring` |
 //! | `metrics-server` | `metrics::serve`: Prometheus `GET /metrics` |
 //! | `webhook` | results by signed webhook (`WaitMode::Webhook`, `WebhookRouter`) |
