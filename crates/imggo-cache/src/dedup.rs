@@ -25,14 +25,18 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(feature = "redis")]
+use std::time::Instant;
 
 use imggo_core::CacheKey;
+#[cfg(feature = "redis")]
 use redis::Script;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::watch;
 
+#[cfg(feature = "redis")]
 use crate::redis_link::RedisLink;
 
 /// Who produced a result a [`Deduper`] returned.
@@ -105,6 +109,7 @@ pub struct Deduper<T, E> {
     leases_lost: AtomicU64,
 }
 
+#[cfg(feature = "redis")]
 struct Remote {
     link: RedisLink,
     options: DedupOptions,
@@ -114,16 +119,19 @@ struct Remote {
     seq: AtomicU64,
 }
 
+#[cfg(feature = "redis")]
 const RELEASE_LUA: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 "#;
 
+#[cfg(feature = "redis")]
 const RENEW_LUA: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 "#;
 
+#[cfg(feature = "redis")]
 /// What became of a result a leader published.
 enum Published {
     Stored,
@@ -181,6 +189,7 @@ where
     }
 
     /// In-process single-flight plus a Redis lease shared with other workers.
+    #[cfg(feature = "redis")]
     pub fn with_redis(link: RedisLink, options: DedupOptions) -> Self {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -276,6 +285,16 @@ where
         }
     }
 
+    #[cfg(not(feature = "redis"))]
+    async fn lead<F, Fut>(&self, _key: &CacheKey, call: F) -> Result<(T, Role), Arc<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.run_here(call).await
+    }
+
+    #[cfg(feature = "redis")]
     async fn lead<F, Fut>(&self, key: &CacheKey, call: F) -> Result<(T, Role), Arc<E>>
     where
         F: FnOnce() -> Fut,
@@ -340,6 +359,7 @@ where
         }
     }
 
+    #[cfg(feature = "redis")]
     fn remote_follow(&self, t: T) -> (T, Role) {
         self.followers.fetch_add(1, Ordering::SeqCst);
         self.remote_followers.fetch_add(1, Ordering::SeqCst);
@@ -355,6 +375,7 @@ where
         call().await.map(|t| (t, Role::Leader)).map_err(Arc::new)
     }
 
+    #[cfg(feature = "redis")]
     async fn fall_back<F, Fut>(&self, call: F) -> Result<(T, Role), Arc<E>>
     where
         F: FnOnce() -> Fut,
@@ -375,10 +396,24 @@ where
     }
 }
 
+/// Without the `redis` feature there is no lease: `remote` is always `None`.
+#[cfg(not(feature = "redis"))]
+enum Remote {}
+
+impl<T, E> Deduper<T, E> {
+    /// The Redis server of the lease (password masked), if any.
+    fn redis_url(&self) -> Option<&str> {
+        #[cfg(feature = "redis")]
+        return self.remote.as_ref().map(|r| r.link.url());
+        #[cfg(not(feature = "redis"))]
+        return self.remote.as_ref().map(|r| match *r {});
+    }
+}
+
 impl<T, E> std::fmt::Debug for Deduper<T, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Deduper")
-            .field("redis", &self.remote.as_ref().map(|r| r.link.url()))
+            .field("redis", &self.redis_url())
             .finish_non_exhaustive()
     }
 }
@@ -406,10 +441,12 @@ impl LeaseNames {
     }
 }
 
+#[cfg(feature = "redis")]
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
+#[cfg(feature = "redis")]
 impl Remote {
     /// The published result, if any. `Err` means Redis is unusable.
     async fn published<T: DeserializeOwned>(&self, names: &LeaseNames) -> Result<Option<T>, ()> {
@@ -535,6 +572,7 @@ impl Remote {
     }
 }
 
+#[cfg(feature = "redis")]
 fn warn(what: &str, e: &crate::CacheError) {
     tracing::warn!(target: "imggo_cache::dedup", "dedup {what}: {e}");
 }

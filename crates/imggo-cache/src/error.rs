@@ -20,6 +20,7 @@ pub enum CacheError {
         source: std::io::Error,
     },
     /// Redis answered with an error or the connection failed.
+    #[cfg(feature = "redis")]
     #[error("redis at {url}: {source}")]
     Redis {
         /// The server, with any password masked.

@@ -41,7 +41,9 @@ mod entry;
 mod error;
 pub mod file;
 pub mod memory;
+#[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "redis")]
 mod redis_link;
 mod tiered;
 mod url;
@@ -52,7 +54,9 @@ pub use dedup::{DedupOptions, DedupStats, Deduper, Role};
 pub use error::CacheError;
 pub use file::{FileCache, FileCacheConfig, SweepReport};
 pub use memory::{MemoryCache, MemoryCacheConfig};
+#[cfg(feature = "redis")]
 pub use redis::RedisCache;
+#[cfg(feature = "redis")]
 pub use redis_link::{RedisLink, RedisOptions};
 pub use tiered::Tiered;
 pub use url::{open_cache, parse_cache_url, CacheSpec, OpenOptions};

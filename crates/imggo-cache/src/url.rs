@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::{
-    Cache, CacheError, FileCache, FileCacheConfig, MemoryCache, MemoryCacheConfig, RedisCache,
-    RedisOptions, Tiered,
+    Cache, CacheError, FileCache, FileCacheConfig, MemoryCache, MemoryCacheConfig, Tiered,
 };
+#[cfg(feature = "redis")]
+use crate::{RedisCache, RedisOptions};
 use imggo_core::redact_url;
 
 /// Which cache a URL names.
@@ -21,6 +22,7 @@ pub enum CacheSpec {
     File(PathBuf),
     /// `redis://…`, `redis+unix://…`, `unix://…`: a [`RedisCache`]. (`rediss://` is
     /// rejected with a clear error: this build of the redis client has no TLS.)
+    #[cfg(feature = "redis")]
     Redis(String),
 }
 
@@ -31,6 +33,7 @@ impl fmt::Display for CacheSpec {
             Self::Off => f.write_str("off"),
             Self::Memory => f.write_str("memory"),
             Self::File(p) => write!(f, "file:{}", p.display()),
+            #[cfg(feature = "redis")]
             Self::Redis(url) => f.write_str(&redact_url(url)),
         }
     }
@@ -79,6 +82,13 @@ pub fn parse_cache_url(input: &str) -> Result<CacheSpec, CacheError> {
     let redis_scheme = ["redis://", "rediss://", "redis+unix://", "unix://"]
         .iter()
         .any(|s| lower.starts_with(s));
+    #[cfg(not(feature = "redis"))]
+    if redis_scheme {
+        return Err(bad(
+            "this build has no Redis support (imggo-cache feature `redis`)",
+        ));
+    }
+    #[cfg(feature = "redis")]
     if redis_scheme {
         redis::Client::open(text).map_err(|e| bad(&format!("not a Redis URL: {e}")))?;
         return Ok(CacheSpec::Redis(text.to_owned()));
@@ -98,6 +108,7 @@ pub struct OpenOptions {
     /// File store options.
     pub file: FileCacheConfig,
     /// Redis timeouts.
+    #[cfg(feature = "redis")]
     pub redis: RedisOptions,
 }
 
@@ -108,6 +119,7 @@ impl Default for OpenOptions {
             memory: MemoryCacheConfig::default(),
             memory_front: true,
             file: FileCacheConfig::default(),
+            #[cfg(feature = "redis")]
             redis: RedisOptions::default(),
         }
     }
@@ -132,6 +144,7 @@ pub async fn open_cache(
                 Some(Arc::new(file))
             }
         }
+        #[cfg(feature = "redis")]
         CacheSpec::Redis(url) => {
             let redis = RedisCache::connect(url, options.redis).await?;
             if options.memory_front {

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod synth;
 
 /// Exit code for usage and configuration errors (the library's, so both agree).
 pub use imggo::report::EXIT_USAGE;

@@ -37,6 +37,7 @@ mod jobs;
 mod multipart;
 mod patterns;
 mod pool;
+#[cfg(feature = "receiver")]
 mod receiver;
 mod retry;
 mod signature;
@@ -50,6 +51,7 @@ pub use client::{Client, TransportStats};
 pub use imggo_core::timer;
 pub use ingest::{Accepted, IngestOptions, MAX_UPLOAD_BYTES};
 pub use jobs::{FormattedResult, PollPolicy, Waited, MAX_UNREADABLE_ANSWERS};
+#[cfg(feature = "receiver")]
 pub use receiver::{ReceiverOptions, ReceiverStats, WebhookReceiver};
 pub use retry::DefaultRetry;
 pub use signature::{sign, verify_signature, SIGNATURE_HEADER};

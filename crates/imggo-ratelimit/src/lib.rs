@@ -43,6 +43,7 @@ pub mod error;
 pub mod learned;
 pub mod limiter;
 pub mod pacer;
+#[cfg(feature = "redis")]
 pub mod redis_limiter;
 pub mod retry;
 pub mod token_bucket;
@@ -53,6 +54,7 @@ pub use error::{ConfigError, LimitError};
 pub use learned::{LearnedPacer, PaceConfig, PaceSource, PaceStatus};
 pub use limiter::{Chain, Limiter};
 pub use pacer::HeaderPacer;
+#[cfg(feature = "redis")]
 pub use redis_limiter::{Decision, FailureMode, RedisLimiter, Subject};
 pub use retry::{as_is, retry, ErrorView};
 pub use token_bucket::TokenBucket;

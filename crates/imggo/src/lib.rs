@@ -1,11 +1,27 @@
 //! # imggo
 //!
-//! The facade of imggo-rs: re-exports the layered crates ([`core`], [`optimize`],
-//! [`cache`], [`ratelimit`], [`http`], [`emulator`]) and assembles them into the batch
-//! [`Pipeline`]: read → hash → dedup → cache → optimise → limit → ingest → wait → cache put,
-//! one [`ResultLine`] per input, then a [`Report`].
+//! The facade of imggo-rs. It holds no code of its own: it re-exports the layered crates
+//! ([`core`], [`optimize`], [`cache`], [`ratelimit`], [`http`], [`batch`] and, with the
+//! `emulator` feature, [`emulator`]) and puts the batch engine's main
+//! types at the top: the [`Pipeline`] (read → hash → dedup → cache → optimise → limit →
+//! ingest → wait → cache put, one [`ResultLine`] per input, then a [`Report`]) and the
+//! plain-data [`RunSpec`] that builds one the way the `imggo run` command does.
+//!
+//! ## Features
+//!
+//! | feature | brings |
+//! |---|---|
+//! | `redis` | the `redis://` cache, the cross-worker dedup lease and the shared limiter |
+//! | `emulator` | [`emulator`]: a local ImgGo-compatible server |
+//! | `rustls` | HTTPS through rustls on `ring` |
+//! | `metrics-server` | `metrics::serve`: Prometheus `GET /metrics` |
+//! | `webhook` | results by signed webhook (`WaitMode::Webhook`, `WebhookRouter`) |
+//!
+//! All are on by default (what the command line needs); `default-features = false` leaves
+//! a client with polling, memory and file caches, and no server code.
 //!
 //! ```
+//! # #[cfg(feature = "emulator")]
 //! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use imggo::{emulator::Emulator, http::Client, Inputs, Pipeline};
@@ -24,33 +40,31 @@
 //! }
 //! assert_eq!(run.report().await.exit_code(), 0);
 //! # Ok(()) }
+//! # #[cfg(not(feature = "emulator"))]
+//! # fn main() {}
 //! ```
 
-#![warn(missing_docs)]
-#![deny(missing_debug_implementations)]
+#![deny(missing_docs, missing_debug_implementations)]
 
-pub mod hooks;
-pub mod input;
-pub mod journal;
-pub mod metrics;
-pub mod pipeline;
-mod read;
-pub mod report;
-pub mod synth;
-mod timing;
-pub mod webhook;
-
+pub use imggo_batch as batch;
 pub use imggo_cache as cache;
 pub use imggo_core as core;
+#[cfg(feature = "emulator")]
 pub use imggo_emulator as emulator;
 pub use imggo_http as http;
 pub use imggo_optimize as optimize;
 pub use imggo_ratelimit as ratelimit;
 
-pub use hooks::CountingRetry;
-pub use input::{Input, Inputs};
-pub use journal::{ErrorInfo, Journal, ResultLine, ResumeKey};
-pub use pipeline::{Concurrency, Pipeline, PipelineBuilder, Run, WaitMode, DEFAULT_CACHE_TTL};
-pub use read::read_bounded;
-pub use report::{PaceSummary, Report};
-pub use webhook::WebhookRouter;
+#[cfg(feature = "metrics-server")]
+pub use imggo_batch::metrics;
+#[cfg(feature = "webhook")]
+pub use imggo_batch::webhook;
+pub use imggo_batch::{hooks, input, journal, pipeline, report, spec};
+
+pub use imggo_batch::{
+    read_bounded, Concurrency, ConcurrencySpec, CountingRetry, ErrorInfo, Input, Inputs, Journal,
+    PaceSummary, Pipeline, PipelineBuilder, Report, ResultLine, ResumeKey, Run, RunSpec, Started,
+    WaitMode, DEFAULT_CACHE_TTL,
+};
+#[cfg(feature = "webhook")]
+pub use imggo_batch::{WebhookRegistration, WebhookRouter, WebhookSpec};

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use imggo::core::{Error, RateLimitObserver, RetryPolicy, Secret};
-use imggo::http::{Client, ClientBuilder};
+use imggo::http::Client;
 use imggo::report::EXIT_USAGE;
 
 /// Flags every subcommand that talks to the API takes. Flags win over the environment,
@@ -96,17 +96,8 @@ impl FileConfig {
     }
 }
 
-/// `https://host` → `https://host/api`; a URL with a path is kept (without a trailing `/`).
-pub fn normalize_endpoint(url: &str) -> Result<String, Error> {
-    let url = url.trim().trim_end_matches('/');
-    let parsed = imggo::core::url::HttpUrl::parse(url)
-        .map_err(|e| Error::Config(format!("endpoint {url:?} {e}")))?;
-    Ok(if parsed.has_path() {
-        url.to_owned()
-    } else {
-        format!("{url}/api")
-    })
-}
+/// `https://host` → `https://host/api` (the library's, so `run` and the other commands agree).
+pub use imggo::spec::normalize_endpoint;
 
 /// Hooks the pipeline wants on the client: retries and rate-limit headers.
 #[derive(Default, Clone)]
@@ -118,8 +109,9 @@ pub struct Hooks {
 }
 
 impl Connection {
-    /// Builds the client (probing several endpoints when given).
-    pub async fn client(&self, file: &FileConfig, hooks: Hooks) -> Result<Client, Error> {
+    /// The endpoints (normalised), the API key and the per-attempt timeout, from the
+    /// flags, else the environment, else the config file.
+    pub fn resolve(&self, file: &FileConfig) -> Result<(Vec<String>, Secret, Duration), Error> {
         let mut endpoints = self.endpoints.clone();
         if endpoints.is_empty() {
             endpoints.extend(file.endpoint.clone());
@@ -136,20 +128,13 @@ impl Connection {
                 Error::Config("no API key: pass --api-key or set IMGGO_API_KEY".into())
             })?;
         let timeout = seconds("--timeout", self.timeout, false)?;
-        let mut b: ClientBuilder = Client::builder()
-            .api_key(Secret::new(key))
-            .attempt_timeout(timeout);
-        if let Some(r) = hooks.retry {
-            b = b.retry_policy(r);
-        }
-        if let Some(o) = hooks.observer {
-            b = b.observer(o);
-        }
-        match endpoints.len() {
-            0 => b.build(),
-            1 => b.base_url(endpoints[0].clone()).build(),
-            _ => Client::fastest(&endpoints, b).await,
-        }
+        Ok((endpoints, Secret::new(key), timeout))
+    }
+
+    /// Builds the client (probing several endpoints when given).
+    pub async fn client(&self, file: &FileConfig, hooks: Hooks) -> Result<Client, Error> {
+        let (endpoints, key, timeout) = self.resolve(file)?;
+        imggo::spec::connect(&endpoints, key, timeout, hooks.retry, hooks.observer).await
     }
 }
 
@@ -178,23 +163,7 @@ pub fn usage_error(e: &dyn std::fmt::Display) -> ExitCode {
     ExitCode::from(EXIT_USAGE)
 }
 
-/// `$XDG_CACHE_HOME/imggo` or `~/.cache/imggo`, as `file:DIR`.
-pub fn default_cache() -> String {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    format!("file:{}", base.join("imggo").display())
-}
-
-/// Opens the `--cache` store (`memory`, `file:DIR`, `redis://...` or `off`), with a memory
-/// tier in front of file and Redis stores.
-pub async fn open_cache(spec: &str) -> Result<Option<Arc<dyn imggo::cache::Cache>>, String> {
-    let spec = imggo::cache::parse_cache_url(spec).map_err(|e| e.to_string())?;
-    imggo::cache::open_cache(&spec, &imggo::cache::OpenOptions::default())
-        .await
-        .map_err(|e| e.to_string())
-}
+pub use imggo::spec::{default_cache, open_cache};
 
 /// A runtime for one subcommand.
 pub fn runtime() -> tokio::runtime::Runtime {

@@ -62,7 +62,7 @@ async fn run_async(args: Args) -> ExitCode {
         Err(e) => return usage_error(&format!("temp dir: {e}")),
     };
     let started = Instant::now();
-    let corpus = match imggo::synth::write_corpus(
+    let corpus = match crate::synth::write_corpus(
         &dir.path().join("images"),
         args.docs,
         args.photos,

@@ -4,23 +4,17 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use imggo::cache::{DedupOptions, Deduper, RedisLink, RedisOptions};
-use imggo::core::url::HttpUrl;
-use imggo::core::{redact_url, AlertRules, Error, RateLimitObserver, Secret, Tracker};
-use imggo::http::{Client, PollPolicy, ReceiverOptions, WebhookReceiver};
+use imggo::core::{AlertRules, Error, Secret, Tracker};
 use imggo::optimize::Options as OptimizeOptions;
-use imggo::ratelimit::{
-    AdaptiveConcurrency, AdaptiveConfig, Chain, HeaderPacer, Limiter, RedisLimiter, Subject,
-    TokenBucket,
-};
+use imggo::ratelimit::LearnedPacer;
 use imggo::{
-    Concurrency, CountingRetry, Inputs, Journal, Pipeline, Report, ResumeKey, WaitMode,
-    WebhookRouter,
+    ConcurrencySpec, Inputs, Journal, Pipeline, Report, ResultLine, ResumeKey, Run, RunSpec,
+    Started, WebhookSpec,
 };
 
-use super::common::{seconds, usage_error, Connection, FileConfig, Hooks};
+use super::common::{seconds, usage_error, Connection, FileConfig};
 use super::progress::Progress;
 
 /// Flags of `imggo run`.
@@ -106,48 +100,123 @@ pub fn run(args: Args) -> ExitCode {
     super::common::runtime().block_on(run_async(args))
 }
 
+/// Flags → [`RunSpec`] → started pipeline → results file → report.
 async fn run_async(args: Args) -> ExitCode {
-    let file = match FileConfig::load() {
-        Ok(f) => f,
-        Err(e) => return usage_error(&e),
-    };
     let tracker = Arc::new(Tracker::new());
-    let built = match build(&args, &file, tracker.clone()).await {
-        Ok(b) => b,
+    let mut started = match start(&args, tracker.clone()).await {
+        Ok(s) => s,
         Err(e) => return usage_error(&e),
     };
-    let Built {
-        pipeline,
-        pattern,
-        webhook_cleanup,
-        metrics,
-    } = built;
-    // Every early return below first removes what `build` registered with the service.
-    let cleanup = || async {
-        if let Some(c) = webhook_cleanup {
-            c.await;
-        }
-    };
-    let version = match pipeline.prepare().await {
-        Ok(v) => v,
+    // Every early return below first removes what `start` registered with the service.
+    let (pipeline, mut journal) = match open(&args, started.take_pipeline()).await {
+        Ok(p) => p,
         Err(e) => {
-            cleanup().await;
-            return usage_error(&explain(&e));
-        }
-    };
-    // An earlier line counts as done only for this pattern, version and settings.
-    let resume = args.resume.then(|| {
-        ResumeKey::new(pattern)
-            .version(version)
-            .settings(pipeline.settings().to_string())
-    });
-    let (mut journal, done) = match Journal::open(&args.out, resume.as_ref()) {
-        Ok(j) => j,
-        Err(e) => {
-            cleanup().await;
+            started.cleanup().await;
             return usage_error(&e);
         }
     };
+    let pacer = pipeline.pacer();
+    let run = pipeline.run(Inputs::new(args.inputs.clone()));
+    let ended = drive(&args, run, &mut journal, &tracker, &pacer).await;
+    started.cleanup().await;
+    finish(&args, ended, &mut started)
+}
+
+/// The flags, the environment and the config file as a [`RunSpec`], started.
+async fn start(args: &Args, tracker: Arc<Tracker>) -> Result<Started, Error> {
+    let file = FileConfig::load()?;
+    let started = spec(args, &file)?.start(tracker).await?;
+    if let (Some((local, _)), false) = (&started.metrics, args.quiet) {
+        eprintln!("imggo: metrics on http://{local}/metrics");
+    }
+    Ok(started)
+}
+
+/// What the flags ask for, as plain data; the checks of `RunSpec::start` come after.
+fn spec(args: &Args, file: &FileConfig) -> Result<RunSpec, Error> {
+    let pattern = args
+        .pattern
+        .clone()
+        .or_else(|| file.pattern.clone())
+        .ok_or_else(|| Error::Config("--pattern is required".into()))?;
+    let (endpoints, api_key, timeout) = args.conn.resolve(file)?;
+    let mut spec = RunSpec::new(pattern, api_key);
+    spec.endpoints = endpoints;
+    spec.timeout = timeout;
+    spec.cache = args
+        .cache
+        .clone()
+        .or_else(|| file.cache.clone())
+        .unwrap_or_else(super::common::default_cache);
+    spec.limiter = args.limiter.clone();
+    spec.rps = args.rps;
+    spec.concurrency = concurrency(&args.concurrency)?;
+    spec.optimize = (!args.no_optimize).then(|| OptimizeOptions {
+        max_side: args.max_side,
+        quality: args.quality,
+        ..OptimizeOptions::default()
+    });
+    spec.webhook = webhook(args)?;
+    spec.metrics_addr = args.metrics_addr;
+    spec.alert_rules = alert_rules(args)?;
+    Ok(spec)
+}
+
+/// `--concurrency N|auto`.
+fn concurrency(flag: &str) -> Result<ConcurrencySpec, Error> {
+    match flag {
+        "auto" => Ok(ConcurrencySpec::Auto),
+        n => match n.parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(ConcurrencySpec::Fixed(n)),
+            _ => Err(Error::Config(format!(
+                "--concurrency {n:?}: want a positive number or auto"
+            ))),
+        },
+    }
+}
+
+/// `--webhook-listen`, `--webhook-url`, `--webhook-secret`, `--webhook-fallback`.
+fn webhook(args: &Args) -> Result<Option<WebhookSpec>, Error> {
+    let (Some(listen), Some(secret)) = (args.webhook_listen, &args.webhook_secret) else {
+        return Ok(None);
+    };
+    Ok(Some(WebhookSpec {
+        listen,
+        url: args.webhook_url.clone(),
+        secret: Secret::new(secret.clone()),
+        fallback_after: seconds("--webhook-fallback", args.webhook_fallback, true)?,
+    }))
+}
+
+/// `--alert-success-rate`, `--alert-p95`.
+fn alert_rules(args: &Args) -> Result<AlertRules, Error> {
+    let mut rules = AlertRules::default();
+    if let Some(p) = args.alert_success_rate {
+        if !(0.0..=100.0).contains(&p) {
+            return Err(Error::Config(
+                "--alert-success-rate is a percentage, 0 to 100".into(),
+            ));
+        }
+        rules.min_success_rate = Some(p / 100.0);
+    }
+    if let Some(s) = args.alert_p95 {
+        rules.max_p95 = Some(seconds("--alert-p95", s, false)?);
+    }
+    Ok(rules)
+}
+
+/// Checks the key and the pattern, then opens the results file: an earlier line counts as
+/// done only for this pattern, version and settings. Only once all that passed may an
+/// earlier results file be emptied.
+async fn open(args: &Args, pipeline: Pipeline) -> Result<(Pipeline, Journal), String> {
+    let version = pipeline.prepare().await.map_err(|e| explain(&e))?;
+    let resume = args.resume.then(|| {
+        ResumeKey::new(pipeline.pattern_id())
+            .version(version)
+            .settings(pipeline.settings().to_string())
+    });
+    let (mut journal, done) =
+        Journal::open(&args.out, resume.as_ref()).map_err(|e| e.to_string())?;
     let mut pipeline = pipeline.skip(done);
     if args.retry_failed {
         // A new salt for each failed job of an input: a retry killed before its line was
@@ -159,11 +228,7 @@ async fn run_async(args: Args) -> ExitCode {
             .collect();
         pipeline = pipeline.salt_keys(salts);
     }
-    // Only now may an earlier results file be emptied.
-    if let Err(e) = journal.start() {
-        cleanup().await;
-        return usage_error(&e);
-    }
+    journal.start().map_err(|e| e.to_string())?;
     if journal.torn_lines() > 0 {
         eprintln!(
             "imggo: warning: skipped {} unreadable lines of {} (cut by a kill or damaged); their inputs run again",
@@ -171,19 +236,27 @@ async fn run_async(args: Args) -> ExitCode {
             args.out.display()
         );
     }
+    Ok((pipeline, journal))
+}
+
+/// How the loop over the result lines ended.
+struct Ended {
+    report: Report,
+    interrupted: bool,
+    journal_error: Option<Error>,
+}
+
+/// Writes each line to the results file (and stdout with `--json`) as it comes, ticks the
+/// progress, and turns Ctrl-C or SIGTERM into a stop (a second one quits at once).
+async fn drive(
+    args: &Args,
+    mut run: Run,
+    journal: &mut Journal,
+    tracker: &Tracker,
+    pacer: &LearnedPacer,
+) -> Ended {
     let run_started = Instant::now();
-    let pacer = pipeline.pacer();
-    let mut run = pipeline.run(Inputs::new(args.inputs.clone()));
-    // The total (for the ETA) costs a second walk of the inputs. A list that can be read
-    // only once (stdin, a pipe, `@<(cmd)`) would be split between the two walks: no total.
-    let once = |i: &String| {
-        i == "-"
-            || i.strip_prefix('@')
-                .is_some_and(|list| std::fs::metadata(list).map_or(true, |m| !m.is_file()))
-    };
-    let total = (!args.quiet && !args.inputs.iter().any(once))
-        .then(|| Inputs::new(args.inputs.clone()).count() as u64);
-    let progress = Progress::new(args.quiet, total);
+    let progress = Progress::new(args.quiet, total(args));
     let mut journal_error = None;
     let mut interrupts = interrupts();
     let mut interrupted = false;
@@ -191,32 +264,13 @@ async fn run_async(args: Args) -> ExitCode {
         let line = tokio::select! {
             line = run.next_line() => line,
             () = interrupts.as_mut().next_signal() => {
-                if interrupted {
-                    // A second one: leave now. Every finished line is already on disk;
-                    // the next run replaces a webhook registration left behind.
-                    std::process::exit(130);
-                }
-                interrupted = true;
-                run.stop("interrupted");
-                eprintln!(
-                    "imggo: interrupted: sending nothing more, finishing what was sent \
-                     (again to quit at once); --resume goes on from here"
-                );
+                interrupted = interrupt(&run, interrupted);
                 continue;
             }
         };
         let Some(line) = line else { break };
         if journal_error.is_none() {
-            if let Err(e) = journal.append(&line) {
-                // Nothing more can be recorded: spend no more quota on work that
-                // would be lost.
-                run.stop("the results file cannot be written");
-                eprintln!(
-                    "imggo: results file {}: {e}; stopping (inputs not sent yet are not run)",
-                    args.out.display()
-                );
-                journal_error = Some(e);
-            }
+            journal_error = record(args, &run, journal, &line).err();
         }
         if args.json {
             println!(
@@ -224,36 +278,79 @@ async fn run_async(args: Args) -> ExitCode {
                 serde_json::to_string(&line).expect("result lines serialise")
             );
         }
-        progress.tick(&tracker, &pacer, run_started);
+        progress.tick(tracker, pacer, run_started);
     }
     progress.finish();
-    let report: Report = run.report().await;
-    cleanup().await;
-    if interrupted {
+    Ended {
+        report: run.report().await,
+        interrupted,
+        journal_error,
+    }
+}
+
+/// The total (for the ETA) costs a second walk of the inputs. A list that can be read
+/// only once (stdin, a pipe, `@<(cmd)`) would be split between the two walks: no total.
+fn total(args: &Args) -> Option<u64> {
+    let once = |i: &String| {
+        i == "-"
+            || i.strip_prefix('@')
+                .is_some_and(|list| std::fs::metadata(list).map_or(true, |m| !m.is_file()))
+    };
+    (!args.quiet && !args.inputs.iter().any(once))
+        .then(|| Inputs::new(args.inputs.clone()).count() as u64)
+}
+
+/// A Ctrl-C or SIGTERM: the first stops sending, a second leaves at once (every finished
+/// line is already on disk; the next run replaces a webhook registration left behind).
+fn interrupt(run: &Run, already: bool) -> bool {
+    if already {
+        std::process::exit(130);
+    }
+    run.stop("interrupted");
+    eprintln!(
+        "imggo: interrupted: sending nothing more, finishing what was sent \
+         (again to quit at once); --resume goes on from here"
+    );
+    true
+}
+
+/// Appends `line` to the results file. When that fails nothing more can be recorded:
+/// the run stops, to spend no more quota on work that would be lost.
+fn record(args: &Args, run: &Run, journal: &mut Journal, line: &ResultLine) -> Result<(), Error> {
+    journal.append(line).inspect_err(|e| {
+        run.stop("the results file cannot be written");
+        eprintln!(
+            "imggo: results file {}: {e}; stopping (inputs not sent yet are not run)",
+            args.out.display()
+        );
+    })
+}
+
+/// Prints the report (a table, or JSON with `--json`) and picks the exit code.
+fn finish(args: &Args, ended: Ended, started: &mut Started) -> ExitCode {
+    let print_json = || {
+        println!(
+            "{}",
+            serde_json::to_string(&ended.report).expect("report serialises")
+        );
+    };
+    if ended.interrupted {
         if args.json {
-            println!(
-                "{}",
-                serde_json::to_string(&report).expect("report serialises")
-            );
+            print_json();
         }
         return ExitCode::from(130);
     }
-    if let Some(m) = metrics {
-        m.abort();
-    }
-    if let Some(e) = journal_error {
+    started.stop_metrics();
+    if let Some(e) = &ended.journal_error {
         eprintln!("imggo: results file {}: {e}", args.out.display());
         return ExitCode::from(1);
     }
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&report).expect("report serialises")
-        );
+        print_json();
     } else if !args.quiet {
-        println!("{}", report.table());
+        println!("{}", ended.report.table());
     }
-    ExitCode::from(report.exit_code())
+    ExitCode::from(ended.report.exit_code())
 }
 
 /// Ctrl-C and SIGTERM, as one stream of signals.
@@ -285,58 +382,6 @@ fn interrupts() -> std::pin::Pin<Box<Interrupts>> {
     })
 }
 
-/// Removes the run's webhook registration when awaited.
-type Cleanup = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
-
-/// The URL to register for deliveries to the receiver bound at `local`: `given`, or, when
-/// the service runs on this machine (the emulator), the receiver's own address. A remote
-/// service can never reach `127.0.0.1` or `0.0.0.0`, so it needs `--webhook-url`.
-fn webhook_url(given: Option<&str>, local: SocketAddr, endpoint: &str) -> Result<String, Error> {
-    if let Some(url) = given {
-        return HttpUrl::parse(url)
-            .map(|u| u.to_string())
-            .map_err(|e| Error::Config(format!("--webhook-url {url}: {e}")));
-    }
-    if !HttpUrl::parse(endpoint).is_ok_and(|u| u.is_loopback()) {
-        return Err(Error::Config(format!(
-            "--webhook-url is needed: the service cannot deliver to {local} on this machine; \
-             give the public URL that reaches --webhook-listen (a tunnel or a reverse proxy)"
-        )));
-    }
-    let ip = if local.ip().is_unspecified() {
-        std::net::IpAddr::from([127, 0, 0, 1])
-    } else {
-        local.ip()
-    };
-    Ok(format!("http://{}/", SocketAddr::new(ip, local.port())))
-}
-
-/// Registers `url` for job results with `secret`. A registration of the same URL left by
-/// an earlier run (one killed before it could remove it) may carry another secret, and
-/// every delivery would then fail its signature check: it is replaced. Returns what
-/// removes the new registration.
-async fn register_webhook(client: &Client, url: String, secret: String) -> Result<Cleanup, Error> {
-    for stale in client
-        .list_webhooks()
-        .await?
-        .iter()
-        .filter(|w| w.url == url)
-    {
-        client.delete_webhook(&stale.id).await?;
-    }
-    let created = client
-        .create_webhook(&imggo::core::CreateWebhook {
-            url,
-            events: vec!["job.succeeded".into(), "job.failed".into()],
-            secret: Some(Secret::new(secret)),
-        })
-        .await?;
-    let c = client.clone();
-    Ok(Box::pin(async move {
-        let _ = c.delete_webhook(&created.id).await;
-    }))
-}
-
 /// A clearer message for the errors that stop a run before it starts.
 fn explain(e: &Error) -> String {
     match e.status() {
@@ -344,205 +389,5 @@ fn explain(e: &Error) -> String {
         Some(403) => format!("the API key lacks a scope for this pattern (403): {e}"),
         Some(404) => format!("pattern not found (404): {e}"),
         _ => format!("cannot start the run: {e}"),
-    }
-}
-
-struct Built {
-    pipeline: Pipeline,
-    pattern: String,
-    webhook_cleanup: Option<Cleanup>,
-    metrics: Option<tokio::task::JoinHandle<()>>,
-}
-
-async fn build(args: &Args, file: &FileConfig, tracker: Arc<Tracker>) -> Result<Built, Error> {
-    let pattern = args
-        .pattern
-        .clone()
-        .or_else(|| file.pattern.clone())
-        .ok_or_else(|| Error::Config("--pattern is required".into()))?;
-    let pacer = Arc::new(HeaderPacer::new());
-    let observer: Arc<dyn RateLimitObserver> = Arc::new(Observers(vec![
-        pacer.clone() as Arc<dyn RateLimitObserver>,
-        tracker.clone(),
-    ]));
-    let retry = CountingRetry::backoff(tracker.clone());
-    let client = args
-        .conn
-        .client(
-            file,
-            Hooks {
-                retry: Some(retry),
-                observer: Some(observer),
-            },
-        )
-        .await?;
-
-    let mut limiters: Vec<Arc<dyn Limiter>> = vec![pacer];
-    match (&args.limiter, args.rps) {
-        (Some(url), Some(rps)) => limiters.push(Arc::new(shared_limiter(url, rps, args).await?)),
-        (Some(_), None) => return Err(Error::Config("--limiter needs --rps".into())),
-        // Burst 1: evenly spaced, so no window of any length ever holds more than --rps.
-        (None, Some(rps)) => limiters.push(Arc::new(
-            TokenBucket::new(check_rps(rps)?, 1)
-                .map_err(|e| Error::Config(format!("--rps {rps}: {e}")))?,
-        )),
-        (None, None) => {}
-    }
-
-    let concurrency = match args.concurrency.as_str() {
-        "auto" => {
-            let config = AdaptiveConfig::default();
-            let max = config.max as usize;
-            let adaptive = AdaptiveConcurrency::new(config)
-                .map_err(|e| Error::Config(format!("--concurrency auto: {e}")))?;
-            Concurrency::Auto(Arc::new(adaptive), max)
-        }
-        n => match n.parse::<usize>() {
-            Ok(n) if n >= 1 => Concurrency::Fixed(n),
-            _ => {
-                return Err(Error::Config(format!(
-                    "--concurrency {n:?}: want a positive number or auto"
-                )))
-            }
-        },
-    };
-
-    let optimize = (!args.no_optimize).then(|| OptimizeOptions {
-        max_side: args.max_side,
-        quality: args.quality,
-        ..OptimizeOptions::default()
-    });
-
-    let cache_spec = args
-        .cache
-        .clone()
-        .or_else(|| file.cache.clone())
-        .unwrap_or_else(super::common::default_cache);
-    let cache = super::common::open_cache(&cache_spec)
-        .await
-        .map_err(|e| Error::Config(format!("--cache {}: {e}", redact_url(&cache_spec))))?;
-    // Workers that share a Redis cache also share in-flight work: one job per image.
-    let deduper = match imggo::cache::parse_cache_url(&cache_spec) {
-        Ok(imggo::cache::CacheSpec::Redis(url)) => {
-            let link = RedisLink::connect(&url, RedisOptions::default())
-                .await
-                .map_err(|e| Error::Config(format!("--cache {}: {e}", redact_url(&cache_spec))))?;
-            Some(Arc::new(Deduper::with_redis(link, DedupOptions::default())))
-        }
-        _ => None,
-    };
-
-    let mut rules = AlertRules::default();
-    if let Some(p) = args.alert_success_rate {
-        if !(0.0..=100.0).contains(&p) {
-            return Err(Error::Config(
-                "--alert-success-rate is a percentage, 0 to 100".into(),
-            ));
-        }
-        rules.min_success_rate = Some(p / 100.0);
-    }
-    if let Some(s) = args.alert_p95 {
-        rules.max_p95 = Some(seconds("--alert-p95", s, false)?);
-    }
-
-    // Registered last, once nothing else in `build` can fail, so that no error leaves
-    // an account-wide registration behind.
-    let mut registration = None;
-    let wait = match (&args.webhook_listen, &args.webhook_secret) {
-        (Some(addr), Some(secret)) => {
-            if secret.len() < 16 {
-                return Err(Error::Config(
-                    "--webhook-secret must be at least 16 characters".into(),
-                ));
-            }
-            let (local, receiver) = WebhookReceiver::bind(
-                *addr,
-                Secret::new(secret.clone()),
-                ReceiverOptions::default(),
-            )
-            .await?;
-            let url = webhook_url(args.webhook_url.as_deref(), local, client.base_url())?;
-            registration = Some((url, secret.clone()));
-            WaitMode::Webhook {
-                router: WebhookRouter::spawn(receiver),
-                fallback_after: seconds("--webhook-fallback", args.webhook_fallback, true)?,
-                poll: PollPolicy::default(),
-            }
-        }
-        _ => WaitMode::Poll(PollPolicy::default()),
-    };
-
-    let metrics = match args.metrics_addr {
-        Some(addr) => {
-            let (local, task) = imggo::metrics::serve(addr, tracker.clone()).await?;
-            if !args.quiet {
-                eprintln!("imggo: metrics on http://{local}/metrics");
-            }
-            Some(task)
-        }
-        None => None,
-    };
-
-    let webhook_client = client.clone();
-    let mut b = Pipeline::builder()
-        .client(client)
-        .pattern(pattern.clone())
-        .optimize(optimize)
-        .limiter(Arc::new(limiters.into_iter().collect::<Chain>()))
-        .concurrency(concurrency)
-        .wait(wait)
-        .tracker(tracker)
-        .alert_rules(rules);
-    if let Some(cache) = cache {
-        b = b.cache(cache, imggo::DEFAULT_CACHE_TTL);
-    }
-    if let Some(d) = deduper {
-        b = b.deduper(d);
-    }
-    let pipeline = b.build()?;
-    let webhook_cleanup = match registration {
-        Some((url, secret)) => Some(register_webhook(&webhook_client, url, secret).await?),
-        None => None,
-    };
-    Ok(Built {
-        pipeline,
-        pattern,
-        webhook_cleanup,
-        metrics,
-    })
-}
-
-/// The Redis limiter shared by every worker using the same API key (namespaced by a hash
-/// of the key, never the key itself): one ingest per `1/rps` seconds.
-async fn shared_limiter(url: &str, rps: f64, args: &Args) -> Result<RedisLimiter, Error> {
-    // One per 1/rps seconds in a sliding window: a hard ceiling that is never rounded.
-    let (limit, window) = (1, Duration::from_secs_f64(1.0 / check_rps(rps)?));
-    let conn = RedisLimiter::connect(url)
-        .await
-        .map_err(|e| Error::Config(format!("--limiter {}: {e}", redact_url(url))))?;
-    let key = Secret::new(args.conn.api_key.clone().unwrap_or_default());
-    RedisLimiter::new(conn, Subject::api_key(&key), limit, window)
-        .map_err(|e| Error::Config(format!("--limiter {}: {e}", redact_url(url))))
-}
-
-/// `--rps` as a rate the limiters can hold: positive, finite, at least one per day.
-fn check_rps(rps: f64) -> Result<f64, Error> {
-    if (1.0 / 86_400.0..=1e6).contains(&rps) {
-        Ok(rps)
-    } else {
-        Err(Error::Config(format!(
-            "--rps {rps}: want a rate between one per day (0.0000116) and 1000000 per second"
-        )))
-    }
-}
-
-/// Fans rate-limit headers out to several observers.
-struct Observers(Vec<Arc<dyn RateLimitObserver>>);
-
-impl RateLimitObserver for Observers {
-    fn observe(&self, info: &imggo::core::RateLimitInfo) {
-        for o in &self.0 {
-            o.observe(info);
-        }
     }
 }

@@ -9,10 +9,10 @@ use common::run_all;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use imggo::core::Outcome;
-use imggo::emulator::{Config, Emulator, Faults, Handle, LatencyModel, Limits};
-use imggo::http::{Client, PollPolicy};
-use imggo::{Concurrency, Journal, Pipeline, ResultLine, ResumeKey, WaitMode};
+use imggo_batch::{Concurrency, Journal, Pipeline, ResultLine, ResumeKey, WaitMode};
+use imggo_core::Outcome;
+use imggo_emulator::{Config, Emulator, Faults, Handle, LatencyModel, Limits};
+use imggo_http::{Client, PollPolicy};
 
 const KEY: &str = "imggo_limits_key";
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use imggo_core::{Error, RetryPolicy, Tracker};
+use imggo_core::{Error, RateLimitInfo, RateLimitObserver, RetryPolicy, Tracker};
 
 /// Counts retries and 429s into the tracker around another retry policy.
 pub struct CountingRetry {
@@ -44,5 +44,26 @@ impl RetryPolicy for CountingRetry {
 
     fn on_success(&self) {
         self.inner.on_success()
+    }
+}
+
+/// Fans rate-limit headers out to several observers (the pacer and the tracker in a run
+/// built from a [`RunSpec`](crate::RunSpec)).
+#[derive(Default)]
+pub struct Observers(pub Vec<Arc<dyn RateLimitObserver>>);
+
+impl std::fmt::Debug for Observers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observers")
+            .field("count", &self.0.len())
+            .finish()
+    }
+}
+
+impl RateLimitObserver for Observers {
+    fn observe(&self, info: &RateLimitInfo) {
+        for o in &self.0 {
+            o.observe(info);
+        }
     }
 }

@@ -8,12 +8,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use imggo::cache::FileCache;
-use imggo::core::{CreateWebhook, Outcome, Secret, Tracker};
-use imggo::emulator::{Config, Emulator, Faults, Handle, LatencyModel};
-use imggo::http::{Client, PollPolicy, ReceiverOptions, WebhookReceiver};
-use imggo::ratelimit::Backoff;
-use imggo::{Concurrency, CountingRetry, Inputs, Pipeline, ResultLine, WaitMode, WebhookRouter};
+use imggo_batch::{
+    Concurrency, CountingRetry, Inputs, Pipeline, ResultLine, WaitMode, WebhookRouter,
+};
+use imggo_cache::FileCache;
+use imggo_core::{CreateWebhook, Outcome, Secret, Tracker};
+use imggo_emulator::{Config, Emulator, Faults, Handle, LatencyModel};
+use imggo_http::{Client, PollPolicy, ReceiverOptions, WebhookReceiver};
+use imggo_ratelimit::Backoff;
 
 const KEY: &str = "imggo_test_key";
 
@@ -201,7 +203,7 @@ async fn webhook_run(
     loss: f64,
     n: usize,
     concurrency: usize,
-) -> (Vec<ResultLine>, imggo::emulator::Stats) {
+) -> (Vec<ResultLine>, imggo_emulator::Stats) {
     let dir = tempfile::tempdir().unwrap();
     let inputs = imggo_testkit::corpus_variants(dir.path(), n, 0);
     let (handle, client, pattern) = emulator(Config {
@@ -319,7 +321,7 @@ async fn urls_are_sent_by_url_and_adaptive_concurrency_finishes() {
         ..Config::default()
     })
     .await;
-    let adaptive = imggo::ratelimit::AdaptiveConcurrency::new(Default::default()).unwrap();
+    let adaptive = imggo_ratelimit::AdaptiveConcurrency::new(Default::default()).unwrap();
     let pipeline = Pipeline::builder()
         .client(client)
         .pattern(pattern)
@@ -354,7 +356,7 @@ async fn metrics_are_served_in_prometheus_text() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let tracker = Arc::new(Tracker::new());
     tracker.record(Outcome::Succeeded, Duration::from_millis(120));
-    let (addr, task) = imggo::metrics::serve("127.0.0.1:0".parse().unwrap(), tracker)
+    let (addr, task) = imggo_batch::metrics::serve("127.0.0.1:0".parse().unwrap(), tracker)
         .await
         .unwrap();
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -377,7 +379,7 @@ async fn metrics_are_served_in_prometheus_text() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_sharing_redis_send_each_image_once() {
-    use imggo::cache::{DedupOptions, Deduper, RedisLink, RedisOptions};
+    use imggo_cache::{DedupOptions, Deduper, RedisLink, RedisOptions};
     let redis = imggo_testkit::RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let inputs = imggo_testkit::corpus_variants(dir.path(), 30, 0);
@@ -439,7 +441,7 @@ async fn an_exhausted_quota_fails_the_rest_fast() {
     let dir = tempfile::tempdir().unwrap();
     let inputs = imggo_testkit::corpus_variants(dir.path(), 12, 0);
     let (handle, client, pattern) = emulator(Config {
-        limits: imggo::emulator::Limits {
+        limits: imggo_emulator::Limits {
             monthly_quota: Some(4),
             ..Default::default()
         },
@@ -484,7 +486,7 @@ async fn debug_output_names_the_run_and_hides_the_key() {
     let pipeline = builder.build().unwrap();
     let text = format!("{pipeline:?}");
     assert!(text.contains(&pattern) && !text.contains(KEY), "{text}");
-    let run = pipeline.run(Vec::<imggo::Input>::new());
+    let run = pipeline.run(Vec::<imggo_batch::Input>::new());
     let text = format!("{run:?}");
     assert!(text.contains(&pattern) && !text.contains(KEY), "{text}");
     handle.shutdown().await;

@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use imggo::cache::{Cache, CacheError, CacheStats, CachedResult, Invalidation, MemoryCache};
-use imggo::core::{CacheKey, ContentHash, Outcome};
-use imggo::emulator::{Config, Emulator, LatencyModel};
-use imggo::http::Client;
-use imggo::{Concurrency, Pipeline};
+use imggo_batch::{Concurrency, Pipeline};
+use imggo_cache::{Cache, CacheError, CacheStats, CachedResult, Invalidation, MemoryCache};
+use imggo_core::{CacheKey, ContentHash, Outcome};
+use imggo_emulator::{Config, Emulator, LatencyModel};
+use imggo_http::Client;
 
 const KEY: &str = "imggo_panics_key";
 

@@ -1,0 +1,655 @@
+//! The batch pipeline: read → hash → dedup → cache → optimise → limit → ingest → wait →
+//! cache put → one result line per input.
+//!
+//! Three stages joined by bounded channels, so memory stays flat however many inputs
+//! there are and the stages overlap:
+//!
+//! 1. a feeder thread expands the inputs lazily;
+//! 2. `cpu_workers` preparation tasks read and hash each file once, drop in-run duplicates,
+//!    look the cache up, and optimise on the blocking pool — they run ahead of the network
+//!    stage, so the CPU never idles while uploads wait;
+//! 3. a dispatcher runs up to `concurrency` network tasks (fixed, or adaptive with
+//!    [`Concurrency::Auto`]): limiter, ingest with the derived idempotency key, wait for the
+//!    job by polling or by webhook with polling as the fallback, cache put.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_core::Stream;
+use futures_util::FutureExt;
+use imggo_cache::{Cache, CachedResult, Deduper, Role};
+use imggo_core::{
+    AlertRules, CacheKey, ContentHash, Error, Job, Manifest, Outcome, RateLimitInfo, RetryPolicy,
+    SettingsFingerprint, Tracker,
+};
+use imggo_http::{Client, IngestOptions, PollPolicy, MAX_UNREADABLE_ANSWERS, MAX_UPLOAD_BYTES};
+use imggo_optimize::{Optimizer, Options as OptimizeOptions};
+use imggo_ratelimit::{AdaptiveConcurrency, LearnedPacer, LimitError, Limiter, PaceSource, Permit};
+use serde_json::Value;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+
+use crate::input::Input;
+use crate::journal::{ErrorInfo, ResultLine};
+use crate::report::{PaceSummary, Report};
+use crate::timing::JobClock;
+#[cfg(feature = "webhook")]
+use crate::webhook::WebhookRouter;
+
+mod builder;
+mod flight;
+mod prepare;
+mod send;
+mod wait;
+
+pub use builder::{Concurrency, PipelineBuilder, WaitMode, DEFAULT_CACHE_TTL};
+
+/// The assembled batch pipeline.
+pub struct Pipeline {
+    shared: Arc<Shared>,
+    concurrency: Concurrency,
+    cpu_workers: usize,
+    alert_rules: AlertRules,
+    skip: HashSet<String>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("pattern_id", &self.shared.pattern_id)
+            .field("settings", &self.shared.settings)
+            .field("concurrency", &self.concurrency)
+            .field("cpu_workers", &self.cpu_workers)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Shared {
+    client: Client,
+    pattern_id: String,
+    pattern_version: Mutex<Option<u32>>,
+    optimize: Option<OptimizeOptions>,
+    /// Canonical text of the optimiser options (`no-optimize` without them).
+    optimize_fingerprint: Arc<str>,
+    /// Its hash: part of every cache key.
+    settings: SettingsFingerprint,
+    cache: Option<Arc<dyn Cache>>,
+    cache_ttl: Duration,
+    limiter: Option<Arc<dyn Limiter>>,
+    pacer: Arc<LearnedPacer>,
+    retry: Arc<dyn RetryPolicy>,
+    /// Set once the quota is gone: ends every wait at once.
+    quota_closed: watch::Sender<bool>,
+    deduper: Option<Arc<Deduper<Job, Error>>>,
+    wait: WaitMode,
+    tracker: Arc<Tracker>,
+    extras: Option<Value>,
+    /// In-run single flight: cache-key digest → inputs waiting for the first one's result.
+    inflight: Mutex<HashMap<ContentHash, Vec<Follower>>>,
+    /// The service's processing time, learned from finished jobs; sets the poll times.
+    job_clock: JobClock,
+    /// The service's "quota exhausted" answer, once seen: later inputs fail with it
+    /// without a request.
+    quota_gone: Mutex<Option<(Duration, Option<RateLimitInfo>)>>,
+    /// Digests already handled in this run (16 bytes per unique input), so a repeat that
+    /// arrives after the first one finished is still reported as a `duplicate`.
+    seen: Mutex<HashSet<ContentHash>>,
+    /// Inputs (by label) to send with a salted idempotency key, and the salt.
+    salts: Mutex<HashMap<String, String>>,
+    /// Set by [`Run::stop`]: inputs not sent yet fail with [`Error::Stopped`].
+    stopped: Mutex<Option<String>>,
+    /// The key may read the account's usage: its count of accepted ingests lets this
+    /// run share the account's rate with other processes of the same user.
+    usage_readable: AtomicBool,
+}
+
+struct Follower {
+    label: String,
+    started: Instant,
+    bytes_in: u64,
+}
+
+enum Payload {
+    Image(Bytes),
+    Url(String),
+}
+
+struct Prepared {
+    label: String,
+    /// Salt of the idempotency key (see [`Pipeline::salt_keys`]).
+    salt: Option<String>,
+    /// Time spent reading, hashing and optimising (queue waits excluded).
+    prep: Duration,
+    /// An identical input already finished earlier in this run.
+    repeat: bool,
+    hash: ContentHash,
+    key: CacheKey,
+    payload: Payload,
+    bytes_in: u64,
+}
+
+/// A running batch: a [`Stream`] of result lines, one per input, then [`Run::report`].
+pub struct Run {
+    shared: Arc<Shared>,
+    started: Instant,
+    pacer: Arc<LearnedPacer>,
+    rx: mpsc::Receiver<ResultLine>,
+    done: tokio::task::JoinHandle<(u64, u64)>,
+    tracker: Arc<Tracker>,
+    alert_rules: AlertRules,
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Run")
+            .field("pattern_id", &self.shared.pattern_id)
+            .field("started", &self.started)
+            .field("pace", &self.pacer.status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stream for Run {
+    type Item = ResultLine;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ResultLine>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl Run {
+    /// Stops sending new work at once, for example when the results can no longer be
+    /// recorded: every input not sent yet gets a `failed` line with code `STOPPED`
+    /// naming `reason`; requests already sent finish and report as usual. The stream
+    /// still ends with one line per input.
+    pub fn stop(&self, reason: &str) {
+        self.shared.stop(reason);
+    }
+
+    /// The next result line, or `None` when every input has one.
+    pub async fn next_line(&mut self) -> Option<ResultLine> {
+        self.rx.recv().await
+    }
+
+    /// The final report; call after the stream has ended.
+    pub async fn report(self) -> Report {
+        let (inputs, resumed) = self.done.await.unwrap_or((0, 0));
+        let mut snapshot = self.tracker.snapshot();
+        // The run's own clock, not the tracker's (which may predate setup).
+        let secs = self.started.elapsed().as_secs_f64();
+        snapshot.elapsed_secs = secs;
+        snapshot.throughput = if secs > 0.0 {
+            snapshot.total as f64 / secs
+        } else {
+            0.0
+        };
+        let alerts = self.alert_rules.evaluate(&snapshot);
+        let pace = self.pacer.status();
+        Report {
+            inputs,
+            resumed,
+            snapshot,
+            alerts,
+            pace: Some(PaceSummary {
+                source: match pace.source {
+                    PaceSource::Unlimited => "unlimited",
+                    PaceSource::Discovering => "discovering",
+                    PaceSource::Learned => "learned",
+                    PaceSource::Account => "account",
+                }
+                .into(),
+                allowed_rate: pace.rate(),
+                achieved_rate: pace.achieved_rate,
+                accepted: pace.accepted,
+                refused: pace.refused,
+            }),
+        }
+    }
+}
+
+thread_local! {
+    /// One optimiser per blocking-pool thread, rebuilt if the options change.
+    static OPTIMIZER: RefCell<Option<(Arc<str>, Optimizer)>> = const { RefCell::new(None) };
+}
+
+impl Pipeline {
+    /// The pattern every input runs with.
+    pub fn pattern_id(&self) -> &str {
+        &self.shared.pattern_id
+    }
+
+    /// The tracker the run records into.
+    pub fn tracker(&self) -> Arc<Tracker> {
+        self.shared.tracker.clone()
+    }
+
+    /// The fingerprint of the settings that shape each result (part of every cache key,
+    /// and written to every result line as `settings`).
+    pub fn settings(&self) -> SettingsFingerprint {
+        self.shared.settings
+    }
+
+    /// Inputs (by label) not to run, e.g. those an earlier results file shows finished
+    /// with this pattern version and these settings; each counts as resumed.
+    pub fn skip(mut self, done: HashSet<String>) -> Self {
+        self.skip = done;
+        self
+    }
+
+    /// Inputs (by label) to send with a new idempotency key: the service answers a key it
+    /// has seen with the job it made for it, so an input whose job failed there is only
+    /// run again under another key. The key is derived from the usual one and `salt`; the
+    /// same salt gives the same key, so a retry that is killed and resumed is not sent
+    /// twice. Each such input's line carries its salt.
+    pub fn salt_keys(self, salts: HashMap<String, String>) -> Self {
+        *lock(&self.shared.salts) = salts;
+        self
+    }
+
+    /// The pacer of the run's ingests (its [`status`](LearnedPacer::status) says what rate
+    /// the service allows and whether the run is waiting on it).
+    pub fn pacer(&self) -> Arc<LearnedPacer> {
+        self.shared.pacer.clone()
+    }
+
+    /// Fetches the pattern's version (part of every cache key) unless it was given. A
+    /// missing pattern or a refused key fails here, before any input is touched.
+    ///
+    /// It also reads the account's usage (`GET /user/usage`) when the key may: the
+    /// plan's minimum interval between ingests starts the pacer at the right rate, so
+    /// not even the first ingests are refused.
+    pub async fn prepare(&self) -> Result<u32, Error> {
+        if let Ok(usage) = self.shared.client.usage().await {
+            let used = usage.requests.as_ref().map(|r| r.used);
+            self.shared
+                .usage_readable
+                .store(used.is_some_and(|u| u >= 0), Ordering::Relaxed);
+            if let Some(gap) = usage
+                .burst_limit
+                .and_then(|b| Duration::try_from_secs_f64(b.seconds).ok())
+                .filter(|g| !g.is_zero() && *g < Duration::from_secs(86_400))
+            {
+                self.shared.pacer.set_min_interval(gap);
+            }
+        }
+        if let Some(v) = *lock(&self.shared.pattern_version) {
+            return Ok(v);
+        }
+        let p = self
+            .shared
+            .client
+            .get_pattern(&self.shared.pattern_id)
+            .await?;
+        *lock(&self.shared.pattern_version) = Some(p.version);
+        Ok(p.version)
+    }
+
+    /// Runs the batch over `inputs` on the current Tokio runtime. Call [`Pipeline::prepare`]
+    /// first (or set the pattern version).
+    pub fn run<I>(self, inputs: I) -> Run
+    where
+        I: IntoIterator<Item = Input> + Send + 'static,
+        I::IntoIter: Send,
+    {
+        let Pipeline {
+            shared,
+            concurrency,
+            cpu_workers,
+            alert_rules,
+            skip,
+        } = self;
+        let net_slots = match &concurrency {
+            Concurrency::Fixed(n) => *n,
+            Concurrency::Auto(_, max) => *max,
+        };
+        let (in_tx, in_rx) = mpsc::channel::<Input>(cpu_workers * 4);
+        let (net_tx, net_rx) = mpsc::channel::<Prepared>(net_slots.max(cpu_workers) * 2);
+        let (out_tx, out_rx) = mpsc::channel::<ResultLine>(256);
+        let tracker = shared.tracker.clone();
+        let pacer = shared.pacer.clone();
+        let started = Instant::now();
+
+        // Stage 1: expand inputs on a thread of its own (directory walks block).
+        let feeder = tokio::task::spawn_blocking(move || {
+            let (mut seen, mut resumed) = (0u64, 0u64);
+            for input in inputs {
+                seen += 1;
+                if skip.contains(&input.label()) {
+                    resumed += 1;
+                    continue;
+                }
+                if in_tx.blocking_send(input).is_err() {
+                    break;
+                }
+            }
+            (seen, resumed)
+        });
+
+        // Stage 2: preparation tasks.
+        let in_rx = Arc::new(tokio::sync::Mutex::new(in_rx));
+        let mut prep = Vec::with_capacity(cpu_workers);
+        for _ in 0..cpu_workers {
+            let (in_rx, net_tx, out_tx, shared) = (
+                in_rx.clone(),
+                net_tx.clone(),
+                out_tx.clone(),
+                shared.clone(),
+            );
+            prep.push(tokio::spawn(async move {
+                loop {
+                    let next = in_rx.lock().await.recv().await;
+                    let Some(input) = next else { break };
+                    let (label, started) = (input.label(), Instant::now());
+                    let prepared = AssertUnwindSafe(shared.prepare_one(input, started, &out_tx))
+                        .catch_unwind()
+                        .await;
+                    match prepared {
+                        Ok(Some(p)) => {
+                            if net_tx.send(p).await.is_err() {
+                                break;
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(panic) => {
+                            let what = panic_text(&*panic);
+                            shared.internal(&out_tx, label, started, what).await;
+                        }
+                    }
+                }
+            }));
+        }
+        drop(net_tx);
+
+        // Beside stage 3: the account's count of accepted ingests, read while the run is
+        // paced, tells the pacer what other processes of the same user are sending.
+        let watcher = shared
+            .usage_readable
+            .load(Ordering::Relaxed)
+            .then(|| tokio::spawn(watch_account(shared.client.clone(), pacer.clone())));
+
+        // Stage 3: the network dispatcher.
+        let dispatcher = {
+            let (shared, out_tx) = (shared.clone(), out_tx.clone());
+            tokio::spawn(dispatch(shared, concurrency, net_rx, out_tx))
+        };
+        // The last lines (inputs stranded by a failure) go out once every stage is done.
+        let final_tx = out_tx;
+
+        let done = {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let fed = feeder.await;
+                for p in prep {
+                    let _ = p.await;
+                }
+                let _ = dispatcher.await;
+                if let Some(w) = watcher {
+                    w.abort();
+                }
+                // Whatever went wrong above, no input goes without its line.
+                shared.strand_followers(&final_tx).await;
+                match fed {
+                    Ok(counts) => counts,
+                    Err(e) => {
+                        let what = match e.try_into_panic() {
+                            Ok(p) => panic_text(&*p),
+                            Err(e) => e.to_string(),
+                        };
+                        let label = "(listing the inputs)".to_string();
+                        shared.internal(&final_tx, label, started, what).await;
+                        (0, 0)
+                    }
+                }
+            })
+        };
+        Run {
+            shared,
+            started,
+            pacer,
+            rx: out_rx,
+            done,
+            tracker,
+            alert_rules,
+        }
+    }
+}
+
+/// How often the account's usage is read while the run is paced: often enough that a
+/// process notices within a second that another one started or stopped sending.
+const ACCOUNT_POLL: Duration = Duration::from_millis(500);
+/// How often it is read while others of the account hold its whole rate, so that this
+/// run takes over soon after they stop.
+const ACCOUNT_POLL_HELD: Duration = Duration::from_millis(250);
+
+/// Feeds the account's accepted-ingest count to the pacer while the run is paced (one
+/// `GET /user/usage` per [`ACCOUNT_POLL`]; none while nothing limits the run).
+async fn watch_account(client: Client, pacer: Arc<LearnedPacer>) {
+    loop {
+        let status = pacer.status();
+        let every = if status.held {
+            ACCOUNT_POLL_HELD
+        } else {
+            ACCOUNT_POLL
+        };
+        let next = tokio::time::Instant::now() + every;
+        if status.source != PaceSource::Unlimited {
+            if let Ok(Some(r)) = client.usage().await.map(|u| u.requests) {
+                if let Ok(used) = u64::try_from(r.used) {
+                    pacer.observe_account_use(used);
+                }
+            }
+        }
+        tokio::time::sleep_until(next).await;
+    }
+}
+
+async fn dispatch(
+    shared: Arc<Shared>,
+    concurrency: Concurrency,
+    mut net_rx: mpsc::Receiver<Prepared>,
+    out_tx: mpsc::Sender<ResultLine>,
+) {
+    let mut tasks = tokio::task::JoinSet::new();
+    match concurrency {
+        Concurrency::Fixed(n) => {
+            let slots = Arc::new(Semaphore::new(n));
+            let waits = Arc::new(Semaphore::new(n.saturating_mul(WAITS_PER_SLOT)));
+            while let Some(p) = net_rx.recv().await {
+                let permit = slots.clone().acquire_owned().await.expect("never closed");
+                let (shared, out_tx) = (shared.clone(), out_tx.clone());
+                let mut slot = Slot {
+                    slots: Some(slots.clone()),
+                    permit: Some(permit),
+                    waits: Some(waits.clone()),
+                };
+                tasks.spawn(async move {
+                    shared.send_guarded(p, &out_tx, None, &mut slot).await;
+                });
+                while tasks.try_join_next().is_some() {}
+            }
+        }
+        Concurrency::Auto(adaptive, _) => {
+            while let Some(p) = net_rx.recv().await {
+                let permit = adaptive.acquire().await;
+                let (shared, out_tx) = (shared.clone(), out_tx.clone());
+                tasks.spawn(async move {
+                    shared
+                        .send_guarded(p, &out_tx, Some(permit), &mut Slot::default())
+                        .await;
+                });
+                while tasks.try_join_next().is_some() {}
+            }
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Inputs per concurrency slot that may wait for their webhook delivery with the slot
+/// given up. Each holds its prepared upload meanwhile, so this bounds that memory to
+/// `(1 + WAITS_PER_SLOT) × concurrency` uploads.
+const WAITS_PER_SLOT: usize = 4;
+
+/// A network task's concurrency slot, given up while the task only waits (out a 429's
+/// `Retry-After`, or for a webhook delivery) so that the next input can use it, and taken
+/// again before it sends.
+#[derive(Default)]
+struct Slot {
+    slots: Option<Arc<Semaphore>>,
+    permit: Option<OwnedSemaphorePermit>,
+    /// Turns to wait for a delivery without the slot (see [`WAITS_PER_SLOT`]).
+    #[cfg_attr(not(feature = "webhook"), allow(dead_code))]
+    waits: Option<Arc<Semaphore>>,
+}
+
+impl Slot {
+    /// Awaits `wait` with the slot given up when a waiting turn is free (and with it held
+    /// otherwise), then takes the slot again.
+    #[cfg_attr(not(feature = "webhook"), allow(dead_code))]
+    async fn release_during<T>(&mut self, wait: impl std::future::Future<Output = T>) -> T {
+        let turn = self
+            .waits
+            .as_ref()
+            .and_then(|w| w.clone().try_acquire_owned().ok());
+        match turn {
+            Some(_turn) => self.release_while(wait).await,
+            None => wait.await,
+        }
+    }
+
+    /// Awaits `wait` with the slot given up, then takes the slot again.
+    async fn release_while<T>(&mut self, wait: impl std::future::Future<Output = T>) -> T {
+        let Some(slots) = &self.slots else {
+            return wait.await;
+        };
+        self.permit = None;
+        let out = wait.await;
+        self.permit = slots.clone().acquire_owned().await.ok();
+        out
+    }
+}
+
+/// What a caught panic said.
+fn panic_text(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
+}
+
+/// Locks `m` even if a panicking task poisoned it: the run goes on, the panicking input
+/// gets its `INTERNAL` line.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Elapsed milliseconds since `t`.
+fn ms(t: Instant) -> u64 {
+    t.elapsed().as_millis() as u64
+}
+
+impl Shared {
+    fn line(&self, label: String, started: Instant, status: Outcome) -> ResultLine {
+        ResultLine {
+            input: label,
+            content_hash: None,
+            pattern_id: self.pattern_id.clone(),
+            job_id: None,
+            status,
+            manifest: None,
+            error: None,
+            attempts: 0,
+            latency_ms: ms(started),
+            bytes_in: 0,
+            bytes_sent: 0,
+            pattern_version: *lock(&self.pattern_version),
+            settings: Some(self.settings.to_string()),
+            idempotency_salt: None,
+        }
+    }
+
+    async fn emit(&self, out: &mpsc::Sender<ResultLine>, line: ResultLine) {
+        self.tracker
+            .record(line.status, Duration::from_millis(line.latency_ms));
+        let _ = out.send(line).await;
+    }
+
+    /// The line of an input whose handling panicked (a bug, or a user's `Cache`,
+    /// `Limiter` or `RetryPolicy` that panicked): `failed`, code `INTERNAL`.
+    async fn internal(
+        &self,
+        out: &mpsc::Sender<ResultLine>,
+        label: String,
+        started: Instant,
+        what: String,
+    ) {
+        let line = self.internal_line(label, started, &what);
+        self.emit(out, line).await;
+    }
+
+    fn internal_line(&self, label: String, started: Instant, what: &str) -> ResultLine {
+        let mut l = self.line(label.clone(), started, Outcome::Failed);
+        l.error = Some(ErrorInfo {
+            code: "INTERNAL".into(),
+            message: format!("internal error while handling {label}: {what}"),
+        });
+        l
+    }
+
+    /// [`Shared::send_one`], and if it panics, a `failed` line `INTERNAL` for the input
+    /// and for every identical input that waited on it.
+    async fn send_guarded(
+        &self,
+        p: Prepared,
+        out: &mpsc::Sender<ResultLine>,
+        permit: Option<Permit>,
+        slot: &mut Slot,
+    ) {
+        let (label, digest, hash) = (p.label.clone(), p.key.digest(), p.hash);
+        let started = Instant::now();
+        let sent = AssertUnwindSafe(self.send_one(p, out, permit, slot))
+            .catch_unwind()
+            .await;
+        if let Err(panic) = sent {
+            let mut line = self.internal_line(label, started, &panic_text(&*panic));
+            line.content_hash = Some(hash.to_string());
+            self.finish(out, &digest, line).await;
+        }
+    }
+
+    async fn fail(
+        &self,
+        out: &mpsc::Sender<ResultLine>,
+        label: String,
+        started: Instant,
+        hash: Option<ContentHash>,
+        err: &Error,
+    ) {
+        let mut l = self.line(label, started, Outcome::Failed);
+        l.content_hash = hash.map(|h| h.to_string());
+        l.error = Some(ErrorInfo::from(err));
+        self.emit(out, l).await;
+    }
+
+    /// Why nothing more may be sent: the run was stopped, or the quota is gone.
+    fn halted(&self) -> Option<Error> {
+        if let Some(reason) = lock(&self.stopped).clone() {
+            return Some(Error::Stopped { reason });
+        }
+        self.quota_error()
+    }
+
+    /// Stops sending: inputs not sent yet fail at once with [`Error::Stopped`]; requests
+    /// already sent finish and report as usual.
+    fn stop(&self, reason: &str) {
+        lock(&self.stopped).get_or_insert_with(|| reason.to_string());
+        self.pacer.close(Duration::ZERO);
+        self.quota_closed.send_replace(true);
+    }
+}

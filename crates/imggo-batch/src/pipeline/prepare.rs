@@ -1,0 +1,156 @@
+//! Stage 2, prepare: read and hash each input once, drop in-run duplicates, look the
+//! cache up, optimise on the blocking pool.
+
+use super::*;
+use imggo_core::ErrorCode;
+
+impl Shared {
+    /// Read, hash, dedup, cache lookup and optimise one input. `None` when the input is
+    /// already answered (failed, cached, or a follower of an identical one in flight).
+    pub(super) async fn prepare_one(
+        self: &Arc<Self>,
+        input: Input,
+        started: Instant,
+        out: &mpsc::Sender<ResultLine>,
+    ) -> Option<Prepared> {
+        let label = input.label();
+        if let Some(e) = self.halted() {
+            self.fail(out, label, started, None, &e).await;
+            return None;
+        }
+        let version = lock(&self.pattern_version).unwrap_or(1);
+        let (hash, raw) = match input {
+            Input::Broken { reason, .. } => {
+                let e = Error::InvalidInput {
+                    input: label.clone(),
+                    reason,
+                };
+                self.fail(out, label, started, None, &e).await;
+                return None;
+            }
+            Input::Url(url) => (ContentHash::of(url.as_bytes()), Payload::Url(url)),
+            Input::File(path) => {
+                // Refuse what could never be sent before reading it into memory.
+                let limit =
+                    self.optimize
+                        .as_ref()
+                        .map_or(MAX_UPLOAD_BYTES, |o| o.max_input_bytes) as u64;
+                let read = tokio::task::spawn_blocking(move || {
+                    crate::read_bounded(&path, limit).map(|b| (ContentHash::of(&b), b))
+                })
+                .await;
+                match read {
+                    Ok(Ok((h, bytes))) => (h, Payload::Image(Bytes::from(bytes))),
+                    Ok(Err(source)) => {
+                        let e = Error::Io {
+                            path: label.clone(),
+                            source,
+                        };
+                        self.fail(out, label, started, None, &e).await;
+                        return None;
+                    }
+                    Err(join) => {
+                        let e = Error::InvalidInput {
+                            input: label.clone(),
+                            reason: format!("reader task failed: {join}"),
+                        };
+                        self.fail(out, label, started, None, &e).await;
+                        return None;
+                    }
+                }
+            }
+        };
+        let bytes_in = match &raw {
+            Payload::Image(b) => b.len() as u64,
+            Payload::Url(_) => 0,
+        };
+        let key = CacheKey::new(hash, self.pattern_id.clone(), version, self.settings);
+        let digest = key.digest();
+
+        // In-run single flight: an identical input already on its way answers this one.
+        {
+            let mut inflight = lock(&self.inflight);
+            if let Some(followers) = inflight.get_mut(&digest) {
+                followers.push(Follower {
+                    label,
+                    started,
+                    bytes_in,
+                });
+                return None;
+            }
+            inflight.insert(digest, Vec::new());
+        }
+        let repeat = !lock(&self.seen).insert(digest);
+        let answered = if repeat {
+            Outcome::Duplicate
+        } else {
+            Outcome::Cached
+        };
+
+        if let Some(cache) = &self.cache {
+            if let Some(hit) = cache.get(&key).await {
+                let mut l = self.line(label, started, answered);
+                l.content_hash = Some(hash.to_string());
+                l.job_id = hit.job_id.clone();
+                l.manifest = Some(hit.manifest.to_value());
+                l.bytes_in = bytes_in;
+                self.finish(out, &digest, l).await;
+                return None;
+            }
+        }
+
+        let payload = match (raw, &self.optimize) {
+            (Payload::Image(bytes), Some(opts)) => {
+                let opts = opts.clone();
+                let fp = self.optimize_fingerprint.clone();
+                let original = bytes.clone();
+                let optimized = tokio::task::spawn_blocking(move || {
+                    OPTIMIZER.with(|cell| {
+                        let mut slot = cell.borrow_mut();
+                        if slot.as_ref().is_none_or(|(f, _)| **f != *fp) {
+                            *slot = Some((fp, Optimizer::new(opts)));
+                        }
+                        let (_, opt) = slot.as_mut().expect("just set");
+                        opt.optimize(&original).map(|o| o.bytes)
+                    })
+                })
+                .await;
+                let reason = match optimized {
+                    Ok(Ok(out_bytes)) => Ok(Payload::Image(Bytes::from(out_bytes))),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(join) => Err(format!("optimiser task failed: {join}")),
+                };
+                match reason {
+                    Ok(payload) => payload,
+                    Err(reason) => {
+                        let e = Error::InvalidInput {
+                            input: label.clone(),
+                            reason,
+                        };
+                        let mut l = self.line(label, started, Outcome::Failed);
+                        l.content_hash = Some(hash.to_string());
+                        l.bytes_in = bytes_in;
+                        l.error = Some(ErrorInfo {
+                            code: ErrorCode::InvalidImage.as_str().into(),
+                            message: e.to_string(),
+                        });
+                        self.finish(out, &digest, l).await;
+                        return None;
+                    }
+                }
+            }
+            (raw, _) => raw,
+        };
+        let salt = lock(&self.salts).get(&label).cloned();
+        Some(Prepared {
+            salt,
+            label,
+            prep: started.elapsed(),
+            repeat,
+            hash,
+            key,
+            payload,
+            bytes_in,
+        })
+    }
+}

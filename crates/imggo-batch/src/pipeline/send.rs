@@ -1,0 +1,253 @@
+//! Stage 3, send: each attempt passes the limiters, then the ingest with the derived
+//! idempotency key; a 429 waits its turn again, an exhausted quota ends every wait.
+
+use super::*;
+
+/// The pause before re-sending an ingest whose answer could not be read, times the
+/// count of such answers so far: a proxy's page is usually gone within a second.
+const UNREADABLE_PAUSE: Duration = Duration::from_millis(200);
+
+impl Shared {
+    /// Limiter, ingest, wait, cache put, result line.
+    pub(super) async fn send_one(
+        &self,
+        p: Prepared,
+        out: &mpsc::Sender<ResultLine>,
+        permit: Option<Permit>,
+        slot: &mut Slot,
+    ) {
+        let digest = p.key.digest();
+        let request_started = Instant::now();
+        let mut l = self.line(p.label.clone(), request_started, Outcome::Failed);
+        l.content_hash = Some(p.hash.to_string());
+        l.idempotency_salt = p.salt.clone();
+        l.bytes_in = p.bytes_in;
+        let mut paced = Duration::ZERO;
+        // The round trip of the accepted ingest: the concurrency signal of `--concurrency
+        // auto`. The whole input's time is not: a job's own time varies widely, and a
+        // poll answered 503 with `Retry-After: 1` would read as a congested service.
+        let mut ingest_rtt = None;
+        let result = match &self.deduper {
+            Some(d) => {
+                d.run(&p.key, || {
+                    self.ingest_and_wait(&p, &mut l, slot, &mut paced, &mut ingest_rtt)
+                })
+                .await
+            }
+            None => self
+                .ingest_and_wait(&p, &mut l, slot, &mut paced, &mut ingest_rtt)
+                .await
+                .map(|job| (job, Role::Leader))
+                .map_err(Arc::new),
+        };
+        if let Some(permit) = permit {
+            match &result {
+                Ok(_) => match ingest_rtt {
+                    Some(rtt) => permit.success_with_latency(rtt),
+                    // Answered by another worker: no sample of this service's latency.
+                    None => permit.ignore(),
+                },
+                Err(e) if e.is_rate_limited() || e.is_timeout() => permit.dropped(),
+                Err(_) => permit.ignore(),
+            }
+        }
+        match result {
+            Ok((job, role)) => {
+                let manifest = job.manifest.unwrap_or(Manifest::Json(Default::default()));
+                if role == Role::Follower {
+                    l.attempts = 0;
+                    l.bytes_sent = 0;
+                }
+                l.status = if p.repeat || role == Role::Follower {
+                    Outcome::Duplicate
+                } else {
+                    Outcome::Succeeded
+                };
+                l.job_id = Some(job.id.clone());
+                l.manifest = Some(manifest.to_value());
+                if let Some(cache) = &self.cache {
+                    let value = CachedResult::new(manifest, Some(job.id), p.key.pattern_version);
+                    cache.put(&p.key, Arc::new(value), self.cache_ttl).await;
+                }
+            }
+            Err(e) => l.error = Some(ErrorInfo::from(&*e)),
+        }
+        l.latency_ms = (p.prep + request_started.elapsed()).as_millis() as u64;
+        self.finish(out, &digest, l).await;
+    }
+
+    /// The quota's error, once the service said it is gone.
+    pub(super) fn quota_error(&self) -> Option<Error> {
+        let (retry_after, limit) = (*lock(&self.quota_gone))?;
+        Some(Error::QuotaExhausted {
+            retry_after,
+            limit,
+            request_id: None,
+        })
+    }
+
+    /// Remembers an exhausted quota (with its reset time) and stops every wait: inputs
+    /// not sent yet fail at once.
+    pub(super) fn quota_exhausted(
+        &self,
+        retry_after: Duration,
+        limit: Option<RateLimitInfo>,
+    ) -> Error {
+        {
+            let mut gone = lock(&self.quota_gone);
+            if gone.is_none() {
+                let mut info = limit.unwrap_or_default();
+                if info.reset.is_none() {
+                    info.reset = std::time::SystemTime::now().checked_add(retry_after);
+                }
+                *gone = Some((retry_after, Some(info)));
+            }
+        }
+        self.pacer.close(retry_after);
+        self.quota_closed.send_replace(true);
+        self.quota_error().expect("just set")
+    }
+
+    pub(super) fn limit_error(&self, e: LimitError) -> Error {
+        if let Some(q) = self.halted() {
+            return q;
+        }
+        match Error::from(e) {
+            Error::QuotaExhausted {
+                retry_after, limit, ..
+            } => self.quota_exhausted(retry_after, limit),
+            other => other,
+        }
+    }
+
+    /// Sleeps `d`, or less when the quota runs out meanwhile.
+    pub(super) async fn sleep_unless_quota(&self, d: Duration) {
+        let mut closed = self.quota_closed.subscribe();
+        tokio::select! {
+            () = tokio::time::sleep(d) => {}
+            _ = closed.wait_for(|c| *c) => {}
+        }
+    }
+
+    pub(super) async fn ingest_and_wait(
+        &self,
+        p: &Prepared,
+        l: &mut ResultLine,
+        slot: &mut Slot,
+        paced: &mut Duration,
+        ingest_rtt: &mut Option<Duration>,
+    ) -> Result<Job, Error> {
+        let opts = IngestOptions {
+            idempotency_key: None,
+            extras: self.extras.clone(),
+            // The whole cache key: a new pattern version or other settings make a new job;
+            // a salt makes a new job for an input whose job failed.
+            content_hash: Some(match &p.salt {
+                Some(salt) => ContentHash::of(format!("{}:{salt}", p.key.digest()).as_bytes()),
+                None => p.key.digest(),
+            }),
+            file_name: None,
+            single_attempt: true,
+        };
+        let started = Instant::now();
+        let (mut failures, mut unreadable) = (0u32, 0u32);
+        // Every attempt, the first and each retry, passes the limiters: a 429 waits for
+        // its turn again (as often as needed), a 5xx or a dropped connection is retried
+        // through the retry policy, an exhausted quota ends the input and the run.
+        let accepted = loop {
+            if let Some(e) = self.halted() {
+                return Err(e);
+            }
+            let waiting = Instant::now();
+            let ticket = self
+                .pacer
+                .acquire_with(self.limiter.as_deref())
+                .await
+                .map_err(|e| self.limit_error(e))?;
+            *paced += waiting.elapsed();
+            l.attempts += 1;
+            let sending = Instant::now();
+            let sent = match &p.payload {
+                Payload::Image(bytes) => {
+                    if l.bytes_sent == 0 {
+                        self.tracker.record_bytes(p.bytes_in, bytes.len() as u64);
+                    }
+                    l.bytes_sent = bytes.len() as u64;
+                    self.client
+                        .ingest_bytes(&self.pattern_id, bytes.clone(), opts.clone())
+                        .await
+                }
+                Payload::Url(url) => {
+                    self.client
+                        .ingest_url(&self.pattern_id, url, opts.clone())
+                        .await
+                }
+            };
+            let e = match sent {
+                Ok(a) => {
+                    *ingest_rtt = Some(sending.elapsed());
+                    self.pacer.accepted(ticket);
+                    break a;
+                }
+                Err(e) => e,
+            };
+            match e {
+                Error::QuotaExhausted {
+                    retry_after, limit, ..
+                } => {
+                    self.pacer.refused(ticket, None);
+                    self.tracker.record_rate_limited();
+                    return Err(self.quota_exhausted(retry_after, limit));
+                }
+                e if e.is_rate_limited() => {
+                    let floor = e.retry_after().unwrap_or(Duration::from_secs(1));
+                    self.pacer.refused(ticket, e.retry_after());
+                    self.tracker.record_rate_limited();
+                    self.tracker.record_retry();
+                    let waiting = Instant::now();
+                    slot.release_while(self.sleep_unless_quota(floor)).await;
+                    *paced += waiting.elapsed();
+                }
+                // The key makes a re-send safe: an answer that could not be read (a
+                // proxy's page, a body over the cap) is sent again, a few times.
+                Error::Decode { .. } if unreadable < MAX_UNREADABLE_ANSWERS => {
+                    self.pacer.unused(ticket);
+                    unreadable += 1;
+                    self.tracker.record_retry();
+                    self.sleep_unless_quota(UNREADABLE_PAUSE * unreadable).await;
+                }
+                e => {
+                    self.pacer.unused(ticket);
+                    if !e.is_retryable() {
+                        return Err(e);
+                    }
+                    failures += 1;
+                    let Some(delay) = self.retry.next_delay(failures, started.elapsed(), &e) else {
+                        return Err(e);
+                    };
+                    self.tracker.record_retry();
+                    self.sleep_unless_quota(delay).await;
+                }
+            }
+        };
+        self.retry.on_success();
+        let r = accepted.response;
+        l.job_id = Some(r.job_id.clone());
+        if r.status.is_terminal() {
+            if r.status == imggo_core::JobStatus::Failed {
+                return Err(Error::JobFailed {
+                    job_id: r.job_id,
+                    message: r.error.map(|e| e.message).unwrap_or_default(),
+                });
+            }
+            if r.manifest.is_some() {
+                return Ok(Job {
+                    pattern_id: Some(self.pattern_id.clone()),
+                    manifest: r.manifest,
+                    ..Job::new(r.job_id, r.status)
+                });
+            }
+        }
+        self.wait_job(&r.job_id, slot).await
+    }
+}
