@@ -29,6 +29,7 @@
 pub mod account;
 pub mod envelope;
 pub mod error;
+pub mod format;
 pub mod hash;
 pub mod idempotency;
 pub mod job;
@@ -45,6 +46,7 @@ pub mod webhook;
 pub use account::{BurstLimit, Health, Usage, UsageLimits, UsageRequests};
 pub use envelope::{Envelope, ErrorBody, MessageResponse, Page, Pagination, QuotaLimit};
 pub use error::{ApiError, Error, ErrorCode, Result, TransportKind};
+pub use format::ImageFormat;
 pub use hash::{CacheKey, ContentHash, SettingsFingerprint};
 pub use idempotency::IdempotencyKey;
 pub use job::{

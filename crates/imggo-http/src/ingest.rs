@@ -3,11 +3,11 @@
 
 use bytes::Bytes;
 use http::Method;
+use imggo_core::format::ImageFormat;
 use imggo_core::{ContentHash, Error, IdempotencyKey, IngestRequest, IngestResponse};
 
 use crate::client::{Call, Client, RetryMode};
 use crate::multipart::MultipartBuilder;
-use crate::sniff::ImageFormat;
 use crate::transport::{decode, segment};
 
 /// The largest upload the ingest route accepts (10 MiB).
@@ -223,11 +223,21 @@ mod tests {
             upload_file_name(Some(".hidden"), ImageFormat::Bmp),
             ".hidden.bmp"
         );
-        assert_eq!(upload_file_name(None, ImageFormat::WebP), "image.webp");
+        assert_eq!(upload_file_name(None, ImageFormat::Webp), "image.webp");
         assert_eq!(
             upload_file_name(Some("dir/"), ImageFormat::Jpeg),
             "image.jpg"
         );
+    }
+
+    #[test]
+    fn corpus_png_named_jpg_is_png() {
+        let bytes = std::fs::read(imggo_testkit::corpus_file("prescription1.jpg")).unwrap();
+        assert_eq!(ImageFormat::sniff(&bytes), Some(ImageFormat::Png));
+        for path in imggo_testkit::corpus_files() {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(ImageFormat::sniff(&bytes).is_some(), "{}", path.display());
+        }
     }
 
     #[test]

@@ -40,7 +40,6 @@ mod pool;
 mod receiver;
 mod retry;
 mod signature;
-mod sniff;
 mod transport;
 
 pub use builder::{ClientBuilder, TlsRoots, API_KEY_ENV, DEFAULT_BASE_URL};
@@ -52,4 +51,5 @@ pub use jobs::{FormattedResult, PollPolicy, Waited};
 pub use receiver::{ReceiverOptions, ReceiverStats, WebhookReceiver};
 pub use retry::DefaultRetry;
 pub use signature::{sign, verify_signature, SIGNATURE_HEADER};
-pub use sniff::ImageFormat;
+/// The format an upload is sniffed as (from imggo-core, shared with the optimizer).
+pub use imggo_core::format::ImageFormat;

@@ -8,7 +8,7 @@ use zune_core::options::DecoderOptions;
 use zune_jpeg::JpegDecoder;
 
 use crate::error::OptimizeError;
-use crate::format::ImageFormat;
+use imggo_core::format::ImageFormat;
 
 /// Channel layout of decoded pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::decode::{self, Decoded};
 use crate::encode::Encoder;
 use crate::error::OptimizeError;
-use crate::format::ImageFormat;
+use imggo_core::format::ImageFormat;
 use crate::geometry;
 use crate::jpeg::{self, JpegLayout};
 use crate::options::Options;
