@@ -27,6 +27,7 @@
 #![warn(missing_docs)]
 
 pub mod account;
+pub mod backoff;
 pub mod envelope;
 pub mod error;
 pub mod format;
