@@ -26,6 +26,24 @@
 
 #![warn(missing_docs)]
 
+/// `Serialize` as `self.as_str()` and `Deserialize` through `Self::parse(&str)`, for the
+/// wire enums whose unknown values are kept rather than refused.
+macro_rules! serde_via_str {
+    ($ty:ty) => {
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                Ok(Self::parse(&<String as serde::Deserialize>::deserialize(d)?))
+            }
+        }
+    };
+}
+
 pub mod account;
 pub mod backoff;
 pub mod envelope;

@@ -105,13 +105,7 @@ impl Client {
 
         let mut call = Call::new(Method::POST, self.request_path(&path));
         call.body = Some((form.body, &form.content_type));
-        call.idempotency_key = Some(key.as_str());
-        call.retry = if opts.single_attempt {
-            RetryMode::Never
-        } else {
-            RetryMode::Idempotent
-        };
-        self.accept(call, key.clone()).await
+        self.submit(call, &key, opts.single_attempt).await
     }
 
     /// Submits `image_url` to `pattern_id` as JSON `{image_url, idempotency_key, extras}`:
@@ -148,24 +142,31 @@ impl Client {
             reason: e.to_string(),
         })?;
 
-        let mut call = Call::new(Method::POST, self.request_path(&path)).json(body.into());
+        let call = Call::new(Method::POST, self.request_path(&path)).json(body.into());
+        self.submit(call, &key, opts.single_attempt).await
+    }
+
+    /// Sends an ingest call with its `Idempotency-Key` header; retried (the key makes that
+    /// safe) unless `single_attempt`.
+    async fn submit<'a>(
+        &self,
+        mut call: Call<'a>,
+        key: &'a IdempotencyKey,
+        single_attempt: bool,
+    ) -> Result<Accepted, Error> {
         call.idempotency_key = Some(key.as_str());
-        call.retry = if opts.single_attempt {
+        call.retry = if single_attempt {
             RetryMode::Never
         } else {
             RetryMode::Idempotent
         };
-        self.accept(call, key.clone()).await
-    }
-
-    async fn accept(&self, call: Call<'_>, key: IdempotencyKey) -> Result<Accepted, Error> {
         let reply = self.execute(call).await?;
         let response: IngestResponse = decode(&reply.body, "ingest response")?;
         Ok(Accepted {
             response,
             attempts: reply.attempts,
             http_status: reply.status,
-            idempotency_key: key,
+            idempotency_key: key.clone(),
         })
     }
 }
