@@ -384,6 +384,7 @@ impl<T, E> std::fmt::Debug for Deduper<T, E> {
 }
 
 /// The Redis key names of one key's lease and result.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseNames {
     /// The lease (claim) key.
     pub lease: String,

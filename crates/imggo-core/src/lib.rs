@@ -24,7 +24,7 @@
 //! assert!(key.as_str().starts_with("imggo-"));
 //! ```
 
-#![warn(missing_docs)]
+#![deny(missing_docs, missing_debug_implementations)]
 
 /// `Serialize` as `self.as_str()` and `Deserialize` through `Self::parse(&str)`, for the
 /// wire enums whose unknown values are kept rather than refused.

@@ -16,7 +16,7 @@
 //! println!("{}: {}x{} -> {}x{}", out.action, out.in_width, out.in_height, out.out_width, out.out_height);
 //! ```
 
-#![warn(missing_docs)]
+#![deny(missing_docs, missing_debug_implementations)]
 
 mod decode;
 mod encode;
