@@ -3,7 +3,6 @@
 use std::fmt;
 use std::time::Duration;
 
-
 use crate::envelope::ErrorBody;
 use crate::ratelimit::RateLimitInfo;
 

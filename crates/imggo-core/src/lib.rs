@@ -38,7 +38,8 @@ macro_rules! serde_via_str {
 
         impl<'de> serde::Deserialize<'de> for $ty {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                Ok(Self::parse(&<String as serde::Deserialize>::deserialize(d)?))
+                let s = <String as serde::Deserialize>::deserialize(d)?;
+                Ok(Self::parse(&s))
             }
         }
     };

@@ -44,6 +44,8 @@ mod transport;
 
 pub use builder::{ClientBuilder, TlsRoots, API_KEY_ENV, DEFAULT_BASE_URL};
 pub use client::{Client, TransportStats};
+/// The format an upload is sniffed as (from imggo-core, shared with the optimizer).
+pub use imggo_core::format::ImageFormat;
 /// The precise sleep [`Client::wait_for_job`] waits with (from imggo-core).
 pub use imggo_core::timer;
 pub use ingest::{Accepted, IngestOptions, MAX_UPLOAD_BYTES};
@@ -51,5 +53,3 @@ pub use jobs::{FormattedResult, PollPolicy, Waited};
 pub use receiver::{ReceiverOptions, ReceiverStats, WebhookReceiver};
 pub use retry::DefaultRetry;
 pub use signature::{sign, verify_signature, SIGNATURE_HEADER};
-/// The format an upload is sniffed as (from imggo-core, shared with the optimizer).
-pub use imggo_core::format::ImageFormat;
