@@ -61,46 +61,35 @@ pub trait Cache: Send + Sync {
     async fn stats(&self) -> CacheStats;
 }
 
-#[async_trait]
-impl<C: Cache + ?Sized> Cache for Arc<C> {
-    async fn get(&self, key: &CacheKey) -> Option<Arc<CachedResult>> {
-        (**self).get(key).await
-    }
-    async fn get_many(&self, keys: &[CacheKey]) -> Vec<Option<Arc<CachedResult>>> {
-        (**self).get_many(keys).await
-    }
-    async fn put(&self, key: &CacheKey, value: Arc<CachedResult>, ttl: Duration) {
-        (**self).put(key, value, ttl).await
-    }
-    async fn put_many(&self, items: &[(CacheKey, Arc<CachedResult>)], ttl: Duration) {
-        (**self).put_many(items, ttl).await
-    }
-    async fn invalidate_pattern(&self, pattern_id: &str) -> Result<Invalidation, CacheError> {
-        (**self).invalidate_pattern(pattern_id).await
-    }
-    async fn stats(&self) -> CacheStats {
-        (**self).stats().await
-    }
+/// `Cache` for a smart pointer to a cache: every method goes to the pointee.
+macro_rules! forward_cache {
+    ($ptr:ident) => {
+        #[async_trait]
+        impl<C: Cache + ?Sized> Cache for $ptr<C> {
+            async fn get(&self, key: &CacheKey) -> Option<Arc<CachedResult>> {
+                (**self).get(key).await
+            }
+            async fn get_many(&self, keys: &[CacheKey]) -> Vec<Option<Arc<CachedResult>>> {
+                (**self).get_many(keys).await
+            }
+            async fn put(&self, key: &CacheKey, value: Arc<CachedResult>, ttl: Duration) {
+                (**self).put(key, value, ttl).await
+            }
+            async fn put_many(&self, items: &[(CacheKey, Arc<CachedResult>)], ttl: Duration) {
+                (**self).put_many(items, ttl).await
+            }
+            async fn invalidate_pattern(
+                &self,
+                pattern_id: &str,
+            ) -> Result<Invalidation, CacheError> {
+                (**self).invalidate_pattern(pattern_id).await
+            }
+            async fn stats(&self) -> CacheStats {
+                (**self).stats().await
+            }
+        }
+    };
 }
 
-#[async_trait]
-impl<C: Cache + ?Sized> Cache for Box<C> {
-    async fn get(&self, key: &CacheKey) -> Option<Arc<CachedResult>> {
-        (**self).get(key).await
-    }
-    async fn get_many(&self, keys: &[CacheKey]) -> Vec<Option<Arc<CachedResult>>> {
-        (**self).get_many(keys).await
-    }
-    async fn put(&self, key: &CacheKey, value: Arc<CachedResult>, ttl: Duration) {
-        (**self).put(key, value, ttl).await
-    }
-    async fn put_many(&self, items: &[(CacheKey, Arc<CachedResult>)], ttl: Duration) {
-        (**self).put_many(items, ttl).await
-    }
-    async fn invalidate_pattern(&self, pattern_id: &str) -> Result<Invalidation, CacheError> {
-        (**self).invalidate_pattern(pattern_id).await
-    }
-    async fn stats(&self) -> CacheStats {
-        (**self).stats().await
-    }
-}
+forward_cache!(Arc);
+forward_cache!(Box);

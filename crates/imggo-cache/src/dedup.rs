@@ -419,6 +419,7 @@ impl<T, E> std::fmt::Debug for Deduper<T, E> {
 }
 
 /// The Redis key names of one key's lease and result.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseNames {
     /// The lease (claim) key.
     pub lease: String,
@@ -466,21 +467,33 @@ impl Remote {
 
     /// `SET lease token NX PX lease`: true when this worker now holds the lease.
     async fn claim(&self, names: &LeaseNames, token: &str) -> Result<bool, ()> {
+        self.set_if_absent(&names.lease, token.as_bytes(), self.options.lease)
+            .await
+            .map_err(|e| warn("lease claim failed", &e))
+    }
+
+    /// `SET key value NX PX ttl`: true when this call stored the value, false when the
+    /// key was already there.
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, crate::CacheError> {
         let mut conn = self.link.conn();
         let set: Option<String> = self
             .link
             .call(async {
                 redis::cmd("SET")
-                    .arg(&names.lease)
-                    .arg(token)
+                    .arg(key)
+                    .arg(value)
                     .arg("NX")
                     .arg("PX")
-                    .arg(millis(self.options.lease))
+                    .arg(millis(ttl))
                     .query_async(&mut conn)
                     .await
             })
-            .await
-            .map_err(|e| warn("lease claim failed", &e))?;
+            .await?;
         Ok(set.is_some())
     }
 
@@ -533,23 +546,12 @@ impl Remote {
         let Ok(payload) = serde_json::to_vec(value) else {
             return Published::Failed;
         };
-        let mut conn = self.link.conn();
         let stored = self
-            .link
-            .call(async {
-                redis::cmd("SET")
-                    .arg(&names.result)
-                    .arg(payload)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(millis(self.options.result_ttl))
-                    .query_async::<Option<String>>(&mut conn)
-                    .await
-            })
+            .set_if_absent(&names.result, &payload, self.options.result_ttl)
             .await;
         match stored {
-            Ok(Some(_)) => Published::Stored,
-            Ok(None) => Published::Taken,
+            Ok(true) => Published::Stored,
+            Ok(false) => Published::Taken,
             Err(e) => {
                 warn("result publish failed", &e);
                 Published::Failed

@@ -33,7 +33,7 @@
 //! # });
 //! ```
 
-#![warn(missing_docs)]
+#![deny(missing_docs, missing_debug_implementations)]
 
 mod cache;
 pub mod dedup;

@@ -3,8 +3,6 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 use crate::envelope::ErrorBody;
 use crate::ratelimit::RateLimitInfo;
 
@@ -105,18 +103,7 @@ impl fmt::Display for ErrorCode {
     }
 }
 
-impl Serialize for ErrorCode {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for ErrorCode {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Ok(Self::parse(&s))
-    }
-}
+serde_via_str!(ErrorCode);
 
 /// An error answered by the API: a non-2xx status with its decoded body.
 #[derive(Debug, Clone, PartialEq)]

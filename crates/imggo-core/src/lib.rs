@@ -24,11 +24,32 @@
 //! assert!(key.as_str().starts_with("imggo-"));
 //! ```
 
-#![warn(missing_docs)]
+#![deny(missing_docs, missing_debug_implementations)]
+
+/// `Serialize` as `self.as_str()` and `Deserialize` through `Self::parse(&str)`, for the
+/// wire enums whose unknown values are kept rather than refused.
+macro_rules! serde_via_str {
+    ($ty:ty) => {
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <String as serde::Deserialize>::deserialize(d)?;
+                Ok(Self::parse(&s))
+            }
+        }
+    };
+}
 
 pub mod account;
+pub mod backoff;
 pub mod envelope;
 pub mod error;
+pub mod format;
 pub mod hash;
 pub mod idempotency;
 pub mod job;
@@ -45,6 +66,7 @@ pub mod webhook;
 pub use account::{BurstLimit, Health, Usage, UsageLimits, UsageRequests};
 pub use envelope::{Envelope, ErrorBody, MessageResponse, Page, Pagination, QuotaLimit};
 pub use error::{ApiError, Error, ErrorCode, Result, TransportKind};
+pub use format::ImageFormat;
 pub use hash::{CacheKey, ContentHash, SettingsFingerprint};
 pub use idempotency::IdempotencyKey;
 pub use job::{

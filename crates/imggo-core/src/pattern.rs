@@ -1,6 +1,6 @@
 //! Patterns: the instructions and schema a job is run with.
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The output format of a pattern.
@@ -47,17 +47,7 @@ impl PatternFormat {
     }
 }
 
-impl Serialize for PatternFormat {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for PatternFormat {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Self::parse(&String::deserialize(d)?))
-    }
-}
+serde_via_str!(PatternFormat);
 
 /// A pattern as the API returns it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::Error;
@@ -102,17 +102,7 @@ impl EventKind {
     }
 }
 
-impl Serialize for EventKind {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for EventKind {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Self::parse(&String::deserialize(d)?))
-    }
-}
+serde_via_str!(EventKind);
 
 /// The payload of a webhook delivery: `{event, job_id, pattern_id, manifest, error, timestamp}`
 /// (the docs' `result` and `status` fields are accepted too).

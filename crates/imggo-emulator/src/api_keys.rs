@@ -6,11 +6,10 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use http::StatusCode;
-use imggo_core::{MessageResponse, Secret};
+use imggo_core::Secret;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::handlers::not_found;
 use crate::reply::{ok, Reply};
 use crate::rng::{self, Stream};
 use crate::state::{id_kind, lock, now_rfc3339, State};
@@ -149,19 +148,7 @@ pub(crate) fn list(state: &State, user: &str) -> Reply {
 }
 
 pub(crate) fn delete(state: &State, user: &str, id: &str) -> Reply {
-    let mut keys = lock(&state.api_keys);
-    let before = keys.len();
-    keys.retain(|r| !(r.item.id == id && *r.user == *user));
-    let removed = keys.len() < before;
-    drop(keys);
-    if removed {
-        ok(
-            StatusCode::OK,
-            &MessageResponse {
-                message: "API key deleted successfully".into(),
-            },
-        )
-    } else {
-        not_found(state, "API key")
-    }
+    crate::handlers::delete_owned(state, &state.api_keys, "API key", |r| {
+        r.item.id == id && *r.user == *user
+    })
 }

@@ -21,7 +21,7 @@ pub(crate) async fn image(state: &State, url: &str) -> Result<ImageFacts, String
         Ok(r) => r?,
         Err(_) => return Err(format!("Invalid image: fetching {url} timed out")),
     };
-    if imggo_optimize::sniff(&bytes).is_none() {
+    if imggo_core::format::sniff(&bytes).is_none() {
         return Err(format!("Invalid image: {url} is not a supported image"));
     }
     let hash = ContentHash::of(&bytes);

@@ -593,20 +593,33 @@ fn masked(secret: &str) -> String {
 }
 
 pub(crate) fn delete_webhook(state: &State, user: &str, id: &str) -> Reply {
-    let mut hooks = lock(&state.webhooks);
-    let before = hooks.len();
-    hooks.retain(|w| !(w.hook.id == id && *w.user == *user));
-    let removed = hooks.len() < before;
-    drop(hooks);
+    delete_owned(state, &state.webhooks, "Webhook", |w| {
+        w.hook.id == id && *w.user == *user
+    })
+}
+
+/// Removes the records of `list` that `is_target` picks (a user's own record by id) and
+/// answers `{what} deleted successfully`, or 404 `{what} not found` when there was none.
+pub(crate) fn delete_owned<T>(
+    state: &State,
+    list: &std::sync::Mutex<Vec<T>>,
+    what: &str,
+    is_target: impl Fn(&T) -> bool,
+) -> Reply {
+    let mut items = lock(list);
+    let before = items.len();
+    items.retain(|item| !is_target(item));
+    let removed = items.len() < before;
+    drop(items);
     if removed {
         ok(
             StatusCode::OK,
             &MessageResponse {
-                message: "Webhook deleted successfully".into(),
+                message: format!("{what} deleted successfully"),
             },
         )
     } else {
-        not_found(state, "Webhook")
+        not_found(state, what)
     }
 }
 

@@ -324,7 +324,7 @@ fn parse_multipart(state: &State, ct: &str, body: Bytes) -> Result<Parsed, Box<R
             ),
         ));
     }
-    if image.data.is_empty() || imggo_optimize::sniff(&image.data).is_none() {
+    if image.data.is_empty() || imggo_core::format::sniff(&image.data).is_none() {
         return Err(bad(
             state,
             "INVALID_IMAGE",

@@ -63,7 +63,7 @@
 //! key, as the server answers the loser of two concurrent requests with one key. The same seed gives the same choices for
 //! the same request, job and delivery numbers. `GET /api/_emulator/stats` is never faulted.
 
-#![warn(missing_docs)]
+#![deny(missing_docs, missing_debug_implementations)]
 
 mod api_keys;
 mod config;

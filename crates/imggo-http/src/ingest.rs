@@ -3,11 +3,11 @@
 
 use bytes::Bytes;
 use http::Method;
+use imggo_core::format::ImageFormat;
 use imggo_core::{ContentHash, Error, IdempotencyKey, IngestRequest, IngestResponse};
 
 use crate::client::{Call, Client, RetryMode};
 use crate::multipart::MultipartBuilder;
-use crate::sniff::ImageFormat;
 use crate::transport::{decode, segment};
 
 /// The largest upload the ingest route accepts (10 MiB).
@@ -105,13 +105,7 @@ impl Client {
 
         let mut call = Call::new(Method::POST, self.request_path(&path));
         call.body = Some((form.body, &form.content_type));
-        call.idempotency_key = Some(key.as_str());
-        call.retry = if opts.single_attempt {
-            RetryMode::Never
-        } else {
-            RetryMode::Idempotent
-        };
-        self.accept(call, key.clone()).await
+        self.submit(call, &key, opts.single_attempt).await
     }
 
     /// Submits `image_url` to `pattern_id` as JSON `{image_url, idempotency_key, extras}`:
@@ -148,24 +142,31 @@ impl Client {
             reason: e.to_string(),
         })?;
 
-        let mut call = Call::new(Method::POST, self.request_path(&path)).json(body.into());
+        let call = Call::new(Method::POST, self.request_path(&path)).json(body.into());
+        self.submit(call, &key, opts.single_attempt).await
+    }
+
+    /// Sends an ingest call with its `Idempotency-Key` header; retried (the key makes that
+    /// safe) unless `single_attempt`.
+    async fn submit<'a>(
+        &self,
+        mut call: Call<'a>,
+        key: &'a IdempotencyKey,
+        single_attempt: bool,
+    ) -> Result<Accepted, Error> {
         call.idempotency_key = Some(key.as_str());
-        call.retry = if opts.single_attempt {
+        call.retry = if single_attempt {
             RetryMode::Never
         } else {
             RetryMode::Idempotent
         };
-        self.accept(call, key.clone()).await
-    }
-
-    async fn accept(&self, call: Call<'_>, key: IdempotencyKey) -> Result<Accepted, Error> {
         let reply = self.execute(call).await?;
         let response: IngestResponse = decode(&reply.body, "ingest response")?;
         Ok(Accepted {
             response,
             attempts: reply.attempts,
             http_status: reply.status,
-            idempotency_key: key,
+            idempotency_key: key.clone(),
         })
     }
 }
@@ -223,11 +224,21 @@ mod tests {
             upload_file_name(Some(".hidden"), ImageFormat::Bmp),
             ".hidden.bmp"
         );
-        assert_eq!(upload_file_name(None, ImageFormat::WebP), "image.webp");
+        assert_eq!(upload_file_name(None, ImageFormat::Webp), "image.webp");
         assert_eq!(
             upload_file_name(Some("dir/"), ImageFormat::Jpeg),
             "image.jpg"
         );
+    }
+
+    #[test]
+    fn corpus_png_named_jpg_is_png() {
+        let bytes = std::fs::read(imggo_testkit::corpus_file("prescription1.jpg")).unwrap();
+        assert_eq!(ImageFormat::sniff(&bytes), Some(ImageFormat::Png));
+        for path in imggo_testkit::corpus_files() {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(ImageFormat::sniff(&bytes).is_some(), "{}", path.display());
+        }
     }
 
     #[test]

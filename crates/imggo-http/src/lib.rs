@@ -27,7 +27,7 @@
 //! # }
 //! ```
 
-#![warn(missing_docs)]
+#![deny(missing_docs, missing_debug_implementations)]
 
 mod account;
 mod builder;
@@ -41,12 +41,13 @@ mod pool;
 mod receiver;
 mod retry;
 mod signature;
-mod sniff;
 mod transport;
 
 pub use account::WEBHOOK_ATTEMPTS;
 pub use builder::{ClientBuilder, TlsRoots, API_KEY_ENV, DEFAULT_BASE_URL};
 pub use client::{Client, TransportStats};
+/// The format an upload is sniffed as (from imggo-core, shared with the optimizer).
+pub use imggo_core::format::ImageFormat;
 /// The precise sleep [`Client::wait_for_job`] waits with (from imggo-core).
 pub use imggo_core::timer;
 pub use ingest::{Accepted, IngestOptions, MAX_UPLOAD_BYTES};
@@ -55,4 +56,3 @@ pub use jobs::{FormattedResult, PollPolicy, Waited, MAX_UNREADABLE_ANSWERS};
 pub use receiver::{ReceiverOptions, ReceiverStats, WebhookReceiver};
 pub use retry::DefaultRetry;
 pub use signature::{sign, verify_signature, SIGNATURE_HEADER};
-pub use sniff::ImageFormat;

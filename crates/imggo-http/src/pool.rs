@@ -5,9 +5,9 @@
 //! TLS negotiates HTTP/2 through ALPN, one shared multiplexed connection. A client resolves
 //! its base URL to a [`Host`] once, so a request costs one short lock to take a connection
 //! and one to give it back: no per-request key hashing, connector clone or host formatting.
-//! hyper-util's legacy pooled client did all three; doing nothing but `GET` against the
-//! emulator it cost 12.3–14.9 µs of client CPU per request, a bare hyper connection
-//! 9.1–10.3 µs (see the README).
+//! Those three are what hyper-util's general pooled client pays on every request, and they
+//! made it cost about 40 % more client CPU than a bare hyper connection in the `get_job`
+//! benchmark (`BENCHMARKS.md`, "HTTP client").
 //!
 //! A connection goes back to the stack only after its response body has been read to the
 //! end; a lease dropped earlier (an error, a timeout, a cancelled call) closes it. Idle

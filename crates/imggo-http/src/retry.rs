@@ -1,12 +1,10 @@
-//! The built-in retry policy: exponential backoff with full jitter, `Retry-After` as a
-//! floor, a fixed number of attempts. imggo-ratelimit offers a richer one (retry budget);
+//! The built-in retry policy: exponential backoff with full jitter (the arithmetic of
+//! [`imggo_core::backoff`]), `Retry-After` as a floor, a fixed number of attempts. imggo-ratelimit offers a richer one (retry budget);
 //! any [`RetryPolicy`] can be plugged in through the builder.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use imggo_core::backoff::{self, Exponential};
 use imggo_core::{Error, RetryPolicy};
 
 /// Exponential backoff with full jitter: after the n-th failure it waits a random time in
@@ -36,8 +34,14 @@ impl Default for DefaultRetry {
 impl DefaultRetry {
     /// The backoff ceiling after `failures` failures (before jitter).
     pub fn ceiling(&self, failures: u32) -> Duration {
-        let exp = failures.saturating_sub(1).min(30);
-        self.base.saturating_mul(1u32 << exp).min(self.max_delay)
+        self.exponential().ceiling(failures)
+    }
+
+    fn exponential(&self) -> Exponential {
+        Exponential {
+            base: self.base,
+            cap: self.max_delay,
+        }
     }
 }
 
@@ -46,19 +50,11 @@ impl RetryPolicy for DefaultRetry {
         if !error.is_retryable() || failures >= self.max_attempts {
             return None;
         }
-        let ceiling = self.ceiling(failures);
-        let jittered = ceiling.mul_f64(unit_random());
-        Some(jittered.max(error.retry_after().unwrap_or(Duration::ZERO)))
+        let jittered = self
+            .exponential()
+            .full_jitter(failures, backoff::random_unit());
+        Some(backoff::at_least_retry_after(jittered, error))
     }
-}
-
-/// A uniform number in `[0, 1]` from std's randomly keyed SipHash over a counter: good
-/// enough to spread retries apart, and no random-number crate needed.
-fn unit_random() -> f64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]

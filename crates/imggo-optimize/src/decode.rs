@@ -7,8 +7,9 @@ use zune_core::colorspace::ColorSpace;
 use zune_core::options::DecoderOptions;
 use zune_jpeg::JpegDecoder;
 
+use imggo_core::format::ImageFormat;
+
 use crate::error::OptimizeError;
-use crate::format::ImageFormat;
 
 /// Channel layout of decoded pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! The optimizer's one error type.
 
-use crate::format::ImageFormat;
+use imggo_core::format::ImageFormat;
+
 use crate::options::CropBox;
 
 /// Why an image could not be optimized. The optimizer never sees file names; callers

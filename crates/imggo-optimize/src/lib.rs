@@ -16,12 +16,11 @@
 //! println!("{}: {}x{} -> {}x{}", out.action, out.in_width, out.in_height, out.out_width, out.out_height);
 //! ```
 
-#![warn(missing_docs)]
+#![deny(missing_docs, missing_debug_implementations)]
 
 mod decode;
 mod encode;
 mod error;
-mod format;
 mod geometry;
 mod jpeg;
 mod optimizer;
@@ -31,7 +30,8 @@ mod probe;
 mod resize;
 
 pub use error::OptimizeError;
-pub use format::{sniff, ImageFormat};
+/// The format sniffer, shared with the rest of imggo (from imggo-core).
+pub use imggo_core::format::{sniff, ImageFormat};
 pub use optimizer::{Action, Optimized, Optimizer};
 pub use options::{CropBox, Options};
 pub use probe::{probe, ImageInfo};

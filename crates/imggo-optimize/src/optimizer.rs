@@ -4,10 +4,11 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use imggo_core::format::ImageFormat;
+
 use crate::decode::{self, Decoded};
 use crate::encode::Encoder;
 use crate::error::OptimizeError;
-use crate::format::ImageFormat;
 use crate::geometry;
 use crate::jpeg::{self, JpegLayout};
 use crate::options::Options;

@@ -1,7 +1,8 @@
 //! Header-only probing: format and dimensions without decoding pixels.
 
+use imggo_core::format::{sniff, ImageFormat};
+
 use crate::error::OptimizeError;
-use crate::format::{sniff, ImageFormat};
 
 /// Format and stored dimensions of an image, read from its header.
 ///

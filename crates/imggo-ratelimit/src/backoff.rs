@@ -1,9 +1,11 @@
-//! Exponential backoff with jitter, a server `Retry-After` floor and a retry budget.
+//! Exponential backoff with jitter (the arithmetic of [`imggo_core::backoff`]), a server
+//! `Retry-After` floor and a retry budget.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use imggo_core::backoff::{self, Exponential};
 use imggo_core::{Error, RetryPolicy};
 use rand::Rng;
 
@@ -191,28 +193,23 @@ impl Backoff {
     /// `Retry-After` floor. Pure: the same RNG state gives the same delay. Always at
     /// most the cap.
     pub fn delay<R: Rng + ?Sized>(&self, failures: u32, rng: &mut R) -> Duration {
-        let exp = self.exponential(failures);
+        let exponential = Exponential {
+            base: self.base,
+            cap: self.cap,
+        };
         match self.jitter {
-            Jitter::None => exp,
-            Jitter::Full => uniform(rng, Duration::ZERO, exp),
+            Jitter::None => exponential.ceiling(failures),
+            Jitter::Full => exponential.full_jitter(failures, rng.random()),
             Jitter::Decorrelated => {
                 // Walk the chain of decorrelated draws up to this failure.
                 let mut d = self.base;
                 for _ in 0..failures.max(1) {
                     let hi = d.saturating_mul(3).min(self.cap);
-                    d = uniform(rng, self.base.min(hi), hi);
+                    d = backoff::uniform(self.base.min(hi), hi, rng.random());
                 }
                 d
             }
         }
-    }
-
-    /// `min(cap, base · 2^(failures−1))`.
-    fn exponential(&self, failures: u32) -> Duration {
-        let shift = failures.saturating_sub(1).min(63);
-        let factor = 1u64 << shift;
-        let nanos = (self.base.as_nanos() as u64).saturating_mul(factor);
-        Duration::from_nanos(nanos).min(self.cap)
     }
 
     /// The whole decision without the budget: `None` to give up, or the delay with the
@@ -230,10 +227,7 @@ impl Backoff {
         if failures >= self.max_attempts {
             return None;
         }
-        let mut delay = self.delay(failures, rng);
-        if let Some(floor) = error.retry_after() {
-            delay = delay.max(floor);
-        }
+        let delay = backoff::at_least_retry_after(self.delay(failures, rng), error);
         if let Some(max) = self.max_elapsed {
             if elapsed.saturating_add(delay) > max {
                 return None;
@@ -241,14 +235,6 @@ impl Backoff {
         }
         Some(delay)
     }
-}
-
-fn uniform<R: Rng + ?Sized>(rng: &mut R, lo: Duration, hi: Duration) -> Duration {
-    if hi <= lo {
-        return lo;
-    }
-    let n = rng.random_range(lo.as_nanos() as u64..=hi.as_nanos() as u64);
-    Duration::from_nanos(n)
 }
 
 impl RetryPolicy for Backoff {

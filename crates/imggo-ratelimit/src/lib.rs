@@ -34,7 +34,7 @@
 //! # });
 //! ```
 
-#![warn(missing_docs)]
+#![deny(missing_docs, missing_debug_implementations)]
 
 pub mod adaptive;
 pub mod backoff;

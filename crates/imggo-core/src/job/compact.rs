@@ -1,12 +1,12 @@
 //! A fast path for the job JSON the server writes: [`Job::from_compact_json`].
 //!
 //! `GET /api/jobs/{id}` is the call a batch makes most (every poll is one), and decoding
-//! its answer through serde was about a third of the client's instructions per call.
+//! its answer through serde costs about a third of the client's instructions per call.
 //! This module reads the common shape by hand in one pass: the `{success, data}`
 //! envelope or a bare job, keys without escapes, strings without escapes, a JSON object
 //! (or null) as manifest. Anything it does not recognise makes it give up (`None`), and
-//! the caller decodes with serde as before, so that every body decodes to exactly what
-//! serde makes of it, errors included.
+//! the caller then decodes with serde, so that every body decodes to exactly what serde
+//! makes of it, errors included.
 
 use serde_json::Value;
 
