@@ -418,49 +418,36 @@ impl Inputs {
     ) {
         let number = number + 1;
         let line = match next_line(&mut *reader) {
-            Ok(Line::Text(bytes)) => bytes,
-            Ok(Line::TooLong) => {
-                self.stack.push(Pending::Lines {
-                    label: label.clone(),
-                    id,
-                    reader,
-                    number,
-                });
-                return self.broken(
-                    format!("{label}:{number}"),
-                    format!("line {number} of {label} is longer than {MAX_LIST_LINE} bytes"),
-                );
-            }
+            Ok(Line::Text(bytes)) => Ok(bytes),
+            Ok(Line::TooLong) => Err((
+                format!("{label}:{number}"),
+                format!("line {number} of {label} is longer than {MAX_LIST_LINE} bytes"),
+            )),
             Ok(Line::End) => return self.close_list(id),
             Err(e) => {
                 self.close_list(id);
                 return self.broken(label, format!("cannot read list: {e}"));
             }
         };
-        let text = match std::str::from_utf8(line.trim_ascii()) {
-            Ok(t) => t.trim().to_owned(),
-            Err(_) => {
-                self.stack.push(Pending::Lines {
-                    label: label.clone(),
-                    id,
-                    reader,
-                    number,
-                });
-                return self.broken(
-                    escape_bytes(line.trim_ascii()),
-                    format!("line {number} of {label} is not valid UTF-8"),
-                );
-            }
-        };
+        let text = line.and_then(|line| match std::str::from_utf8(line.trim_ascii()) {
+            Ok(t) => Ok(t.trim().to_owned()),
+            Err(_) => Err((
+                escape_bytes(line.trim_ascii()),
+                format!("line {number} of {label} is not valid UTF-8"),
+            )),
+        });
+        // The rest of the list stays on the stack: a bad line never drops the ones after it.
         self.stack.push(Pending::Lines {
             label,
             id,
             reader,
             number,
         });
-        if !text.is_empty() && !text.starts_with('#') {
+        match text {
+            Err((input, why)) => self.broken(input, why),
             // A list names files or URLs; a directory or a list in a list expands too.
-            self.expand_arg(text);
+            Ok(text) if !text.is_empty() && !text.starts_with('#') => self.expand_arg(text),
+            Ok(_) => {}
         }
     }
 
