@@ -210,21 +210,7 @@ impl ClientBuilder {
         tcp.enforce_http(false);
         tcp.set_nodelay(true);
         tcp.set_connect_timeout(Some(self.connect_timeout));
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = hyper_rustls::HttpsConnectorBuilder::new();
-        let tls = match self.tls_roots {
-            TlsRoots::Webpki => tls
-                .with_provider_and_webpki_roots(provider)
-                .map_err(|e| Error::Config(format!("TLS setup: {e}")))?,
-            TlsRoots::Native => tls
-                .with_provider_and_native_roots(provider)
-                .map_err(|e| Error::Config(format!("native certificate roots: {e}")))?,
-        };
-        let connector = tls
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(tcp);
+        let connector = self.connector(tcp)?;
         let pool = Pool::new(
             connector,
             self.connect_timeout,
@@ -264,8 +250,59 @@ pub(crate) fn normalize_base_url(url: &str) -> Result<Arc<str>, Error> {
     Ok(Arc::from(trimmed))
 }
 
+impl ClientBuilder {
+    /// TLS through rustls on `ring` around `tcp`, for `https` and `http` alike.
+    #[cfg(feature = "rustls")]
+    fn connector(&self, tcp: HttpConnector) -> Result<crate::pool::Connector, Error> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = hyper_rustls::HttpsConnectorBuilder::new();
+        let tls = match self.tls_roots {
+            TlsRoots::Webpki => tls
+                .with_provider_and_webpki_roots(provider)
+                .map_err(|e| Error::Config(format!("TLS setup: {e}")))?,
+            TlsRoots::Native => tls
+                .with_provider_and_native_roots(provider)
+                .map_err(|e| Error::Config(format!("native certificate roots: {e}")))?,
+        };
+        Ok(tls
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(tcp))
+    }
+
+    /// Plain TCP: without the `rustls` feature an `https` base URL cannot be served.
+    #[cfg(not(feature = "rustls"))]
+    fn connector(&self, mut tcp: HttpConnector) -> Result<crate::pool::Connector, Error> {
+        if self.base_url.to_ascii_lowercase().starts_with("https:") {
+            return Err(Error::Config(format!(
+                "base URL {}: https needs imggo-http's `rustls` feature",
+                self.base_url
+            )));
+        }
+        tcp.enforce_http(true);
+        Ok(tcp)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[cfg(not(feature = "rustls"))]
+    #[test]
+    fn https_needs_the_rustls_feature() {
+        let e = Client::builder()
+            .base_url("https://img-go.com/api")
+            .api_key("k")
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("rustls"), "{e}");
+        assert!(Client::builder()
+            .base_url("http://127.0.0.1:9/api")
+            .api_key("k")
+            .build()
+            .is_ok());
+    }
     use super::*;
 
     #[test]

@@ -1,5 +1,6 @@
 //! The connection pool under [`Client`](crate::Client), built on hyper's connection
-//! primitives (`hyper::client::conn`) and hyper-rustls's connector.
+//! primitives (`hyper::client::conn`) and hyper-rustls's connector (with the `rustls`
+//! feature; plain TCP without it).
 //!
 //! Each host (scheme + authority) has a LIFO stack of idle HTTP/1.1 connections and, when
 //! TLS negotiates HTTP/2 through ALPN, one shared multiplexed connection. A client resolves
@@ -26,6 +27,7 @@ use http::{HeaderValue, Request, Response, Uri};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
+#[cfg(feature = "rustls")]
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::{Connection, HttpConnector};
 use hyper_util::rt::TokioExecutor;
@@ -35,7 +37,11 @@ use tower_service::Service;
 use crate::transport::{map_connect_error, map_handshake_error, map_hyper_error};
 
 /// The connector every connection is made with: TCP, and TLS for `https`.
+#[cfg(feature = "rustls")]
 pub(crate) type Connector = HttpsConnector<HttpConnector>;
+/// The connector every connection is made with: TCP (`http://` only, without `rustls`).
+#[cfg(not(feature = "rustls"))]
+pub(crate) type Connector = HttpConnector;
 
 type Body = Full<Bytes>;
 
@@ -260,15 +266,20 @@ impl Host {
         }
     }
 
+    /// The connector's error (boxed with TLS, a `ConnectError` without) as ours.
+    fn connect_error(&self, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
+        map_connect_error(&*e.into(), self.settings.connect_timeout)
+    }
+
     async fn connect(self: &Arc<Self>) -> Result<Conn, Error> {
         let mut connector = self.settings.connector.clone();
         poll_fn(|cx| connector.poll_ready(cx))
             .await
-            .map_err(|e| map_connect_error(&*e, self.settings.connect_timeout))?;
+            .map_err(|e| self.connect_error(e))?;
         let io = connector
             .call(self.origin.clone())
             .await
-            .map_err(|e| map_connect_error(&*e, self.settings.connect_timeout))?;
+            .map_err(|e| self.connect_error(e))?;
         self.start_sweep();
         if io.connected().is_negotiated_h2() {
             let (sender, conn) = http2::Builder::new(TokioExecutor::new())

@@ -73,7 +73,7 @@ fn classify(e: &(dyn StdError + 'static)) -> TransportKind {
                 return TransportKind::ConnectionReset;
             }
         }
-        if err.downcast_ref::<rustls::Error>().is_some() {
+        if is_tls(err) {
             return TransportKind::Tls;
         }
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
@@ -84,16 +84,24 @@ fn classify(e: &(dyn StdError + 'static)) -> TransportKind {
             ) {
                 return TransportKind::ConnectionReset;
             }
-            if io
-                .get_ref()
-                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
-            {
+            if io.get_ref().is_some_and(|inner| is_tls(inner)) {
                 return TransportKind::Tls;
             }
         }
         cur = err.source();
     }
     TransportKind::Other
+}
+
+/// True for a rustls error (never without the `rustls` feature).
+fn is_tls(e: &(dyn StdError + 'static)) -> bool {
+    #[cfg(feature = "rustls")]
+    return e.downcast_ref::<rustls::Error>().is_some();
+    #[cfg(not(feature = "rustls"))]
+    return {
+        let _ = e;
+        false
+    };
 }
 
 fn has_io_kind(e: &(dyn StdError + 'static), kinds: &[std::io::ErrorKind]) -> bool {
