@@ -451,7 +451,7 @@ impl HtmlReport {
     fn hbars(svg: &mut Svg, rows: &[(String, u64, &str)], data: &str) {
         let max = rows.iter().map(|r| r.1).max().unwrap_or(0).max(1) as f64;
         let n = rows.len().max(1) as f64;
-        let rh = (plot_h() + MB - 8.0) / n;
+        let rh = ((plot_h() + MB - 8.0) / n).min(44.0);
         let left = 230.0;
         let width = W - left - 90.0;
         for (i, (label, count, colour)) in rows.iter().enumerate() {
@@ -607,8 +607,8 @@ impl HtmlReport {
              each attempt was made): inputs with <code>attempts</code> &gt; 1; inputs that \
              met the rate limit (<code>rate_limited</code> &gt; 0, or failed with \
              RATE_LIMIT_EXCEEDED / QUOTA_EXHAUSTED); seconds waited for the limiters and \
-             429 <code>Retry-After</code> (<code>waited_ms</code>). {counted_429} 429 \
-             answers counted in all.",
+             429 <code>Retry-After</code> (<code>waited_ms</code>). 429 answers counted \
+             in all: {counted_429}.",
             t.bucket_secs
         );
         if no_wait_field > 0 {
@@ -740,7 +740,7 @@ impl HtmlReport {
             for (input, code, message) in &self.failures {
                 let _ = write!(
                     s,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    "<tr><td>{}</td><td class=\"code\">{}</td><td>{}</td></tr>",
                     escape(input),
                     escape(code),
                     escape(message)
@@ -936,7 +936,7 @@ table{border-collapse:collapse;margin:0 0 24px;font-size:14px}\
 th,td{border:1px solid #ddd;padding:4px 10px;text-align:left;vertical-align:top}\
 td{word-break:break-word}table.groups td+td{text-align:right}\
 table.summary th{background:#f5f5f5;font-weight:600}thead th{background:#f5f5f5}\
-section{margin:0 0 24px}code{background:#f3f3f3;padding:0 3px}";
+section{margin:0 0 24px}td.code{white-space:nowrap}code{background:#f3f3f3;padding:0 3px}";
 
 #[cfg(test)]
 mod tests {
