@@ -332,8 +332,7 @@ impl HtmlReport {
     /// Inputs finished per second, per time bucket.
     fn throughput_chart(&self) -> String {
         let mut svg = Svg::new("throughput", "Inputs finished per second over time");
-        let caption;
-        if let Some(t) = self.timeline() {
+        let caption = if let Some(t) = self.timeline() {
             let mut counts = vec![0u64; t.buckets];
             for f in self.entries.iter().filter_map(|e| e.finished) {
                 counts[t.index(f)] += 1;
@@ -354,18 +353,18 @@ impl HtmlReport {
                     &format!("{:.2} inputs/s", r),
                 );
             }
-            caption = format!(
+            format!(
                 "Inputs whose result was ready, per second, in buckets of {} s (from \
                  <code>finished_at</code>).{}",
                 t.bucket_secs,
                 self.untimed_note()
-            );
+            )
         } else {
             svg.note("no line has finished_at: nothing to draw");
-            caption = "No line has <code>finished_at</code> (results written by an older \
-                       release): throughput over time cannot be drawn."
-                .into();
-        }
+            "No line has <code>finished_at</code> (results written by an older release): \
+             throughput over time cannot be drawn."
+                .into()
+        };
         figure("Throughput", svg, &caption)
     }
 
@@ -373,10 +372,9 @@ impl HtmlReport {
     fn latency_chart(&self) -> String {
         let mut svg = Svg::new("latency", "Latency histogram");
         let v = self.sorted_latencies();
-        let caption;
-        if v.is_empty() {
+        let caption = if v.is_empty() {
             svg.note("no result lines");
-            caption = "No result lines.".to_string();
+            "No result lines.".to_string()
         } else {
             let max = (*v.last().unwrap_or(&1)).max(1) as f64;
             let bins = 40usize;
@@ -435,15 +433,15 @@ impl HtmlReport {
                     MT + 14.0 + 17.0 * i as f64,
                 );
             }
-            caption = format!(
+            format!(
                 "<code>latency_ms</code> of {} lines (whole input: read, optimise, upload, \
                  wait); p50 {} ms, p95 {} ms, p99 {} ms (nearest rank).",
                 v.len(),
                 marks[0].1,
                 marks[1].1,
                 marks[2].1
-            );
-        }
+            )
+        };
         figure("Latency", svg, &caption)
     }
 

@@ -25,7 +25,12 @@ fn line(i: u64) -> ResultLine {
     ResultLine {
         input: format!("img-{i}.jpg"),
         content_hash: None,
-        pattern_id: if i % 2 == 0 { "pat-a" } else { "pat-<b>" }.into(),
+        pattern_id: if i.is_multiple_of(2) {
+            "pat-a"
+        } else {
+            "pat-<b>"
+        }
+        .into(),
         job_id: None,
         status,
         manifest: None,
@@ -33,7 +38,7 @@ fn line(i: u64) -> ResultLine {
             code: code.into(),
             message,
         }),
-        attempts: if i % 5 == 0 { 3 } else { 1 },
+        attempts: if i.is_multiple_of(5) { 3 } else { 1 },
         latency_ms: i,
         bytes_in: 1000,
         bytes_sent: if status == Outcome::Succeeded { 400 } else { 0 },
@@ -46,8 +51,8 @@ fn line(i: u64) -> ResultLine {
             ms / 1000 % 60,
             ms % 1000
         )),
-        rate_limited: Some(u32::from(i % 10 == 0)),
-        waited_ms: Some(if i % 10 == 0 { 1000 } else { 0 }),
+        rate_limited: Some(u32::from(i.is_multiple_of(10))),
+        waited_ms: Some(if i.is_multiple_of(10) { 1000 } else { 0 }),
     }
 }
 
