@@ -65,6 +65,18 @@ pub struct ResultLine {
     /// after a job of it failed): the salt, so the same retry is recognisable later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_salt: Option<String>,
+    /// When the input's result was ready, RFC 3339 UTC with milliseconds
+    /// (`2026-01-15T10:00:00.123Z`); absent in lines of older releases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// 429 answers (rate limit or quota) the input's ingest met, each waited out and
+    /// sent again (absent in lines of older releases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limited: Option<u32>,
+    /// Milliseconds the input waited for its turn: the rate limiters and the
+    /// `Retry-After` of 429s (absent in lines of older releases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waited_ms: Option<u64>,
 }
 
 /// What a line of an earlier run must match for `--resume` to count its input as done:
@@ -307,6 +319,9 @@ mod tests {
             pattern_version: None,
             settings: None,
             idempotency_salt: None,
+            finished_at: None,
+            rate_limited: None,
+            waited_ms: None,
         }
     }
 
@@ -406,5 +421,31 @@ mod tests {
         j.start().unwrap();
         j.start().unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"");
+    }
+
+    #[test]
+    fn lines_of_older_releases_without_the_new_fields_still_parse_and_resume() {
+        let old = br#"{"input":"a.jpg","content_hash":null,"pattern_id":"p","job_id":"j1","status":"succeeded","manifest":null,"error":null,"attempts":1,"latency_ms":5,"bytes_in":10,"bytes_sent":8}"#;
+        let l: ResultLine = serde_json::from_slice(old).unwrap();
+        assert_eq!(
+            (l.finished_at, l.rate_limited, l.waited_ms),
+            (None, None, None)
+        );
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("results.jsonl");
+        std::fs::write(&p, [&old[..], b"\n"].concat()).unwrap();
+        let (j, done) = Journal::open(&p, Some(&ResumeKey::new("p"))).unwrap();
+        assert_eq!(j.torn_lines(), 0);
+        assert!(done.contains("a.jpg"));
+        // The new fields are written, with the old ones under their old names.
+        let mut l = line("b.jpg", Outcome::Succeeded);
+        l.finished_at = Some("2026-01-15T10:00:00.123Z".into());
+        l.rate_limited = Some(2);
+        l.waited_ms = Some(1500);
+        let v: Value = serde_json::to_value(&l).unwrap();
+        assert_eq!(v["finished_at"], "2026-01-15T10:00:00.123Z");
+        assert_eq!(v["rate_limited"], 2);
+        assert_eq!(v["waited_ms"], 1500);
+        assert_eq!(v["latency_ms"], 1);
     }
 }

@@ -17,6 +17,7 @@
 //! | single flight of identical inputs in a run | `pipeline/flight.rs` |
 //! | results file and resume | [`journal`] |
 //! | summary and exit code | [`report`] |
+//! | the HTML report (charts drawn from result lines) | [`report_html`] ([`HtmlReport`]) |
 //!
 //! A [`RunSpec`] holds what the `imggo run` command reads from its flags; its
 //! [`start`](RunSpec::start) builds the same pipeline the command runs (webhook
@@ -38,6 +39,7 @@ pub mod metrics;
 pub mod pipeline;
 mod read;
 pub mod report;
+pub mod report_html;
 pub mod spec;
 mod timing;
 #[cfg(feature = "webhook")]
@@ -49,6 +51,7 @@ pub use journal::{ErrorInfo, Journal, ResultLine, ResumeKey};
 pub use pipeline::{Concurrency, Pipeline, PipelineBuilder, Run, WaitMode, DEFAULT_CACHE_TTL};
 pub use read::read_bounded;
 pub use report::{PaceSummary, Report};
+pub use report_html::HtmlReport;
 pub use spec::{ConcurrencySpec, RunSpec, Started};
 #[cfg(feature = "webhook")]
 pub use spec::{WebhookRegistration, WebhookSpec};

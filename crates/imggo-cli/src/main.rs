@@ -29,6 +29,8 @@ enum Command {
     Run(Box<cmd::run::Args>),
     /// The whole pipeline on the embedded emulator with a generated corpus (no network).
     Demo(cmd::demo::Args),
+    /// Draw the HTML report (charts, no scripts, no network) of an existing results file.
+    Report(cmd::report::Args),
     /// Sweep concurrency levels and recommend the one at the throughput knee.
     Tune(cmd::tune::Args),
     /// Patterns: list, get, create, update, delete.
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => cmd::run::run(*args),
         Command::Demo(args) => cmd::demo::run(args),
+        Command::Report(args) => cmd::report::run(args),
         Command::Tune(args) => cmd::tune::run(args),
         Command::Patterns(args) => cmd::api::patterns(args),
         Command::Jobs(args) => cmd::api::jobs(args),

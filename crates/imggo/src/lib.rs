@@ -59,12 +59,12 @@ pub use imggo_ratelimit as ratelimit;
 pub use imggo_batch::metrics;
 #[cfg(feature = "webhook")]
 pub use imggo_batch::webhook;
-pub use imggo_batch::{hooks, input, journal, pipeline, report, spec};
+pub use imggo_batch::{hooks, input, journal, pipeline, report, report_html, spec};
 
 pub use imggo_batch::{
-    read_bounded, Concurrency, ConcurrencySpec, CountingRetry, ErrorInfo, Input, Inputs, Journal,
-    PaceSummary, Pipeline, PipelineBuilder, Report, ResultLine, ResumeKey, Run, RunSpec, Started,
-    WaitMode, DEFAULT_CACHE_TTL,
+    read_bounded, Concurrency, ConcurrencySpec, CountingRetry, ErrorInfo, HtmlReport, Input,
+    Inputs, Journal, PaceSummary, Pipeline, PipelineBuilder, Report, ResultLine, ResumeKey, Run,
+    RunSpec, Started, WaitMode, DEFAULT_CACHE_TTL,
 };
 #[cfg(feature = "webhook")]
 pub use imggo_batch::{WebhookRegistration, WebhookRouter, WebhookSpec};

@@ -37,6 +37,8 @@ impl Shared {
                 d.status = Outcome::Duplicate;
             }
             d.attempts = 0;
+            d.rate_limited = Some(0);
+            d.waited_ms = Some(0);
             d.bytes_in = f.bytes_in;
             d.bytes_sent = 0;
             d.latency_ms = ms(f.started);

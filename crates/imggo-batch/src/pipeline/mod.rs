@@ -571,10 +571,16 @@ impl Shared {
             pattern_version: *lock(&self.pattern_version),
             settings: Some(self.settings.to_string()),
             idempotency_salt: None,
+            finished_at: None,
+            rate_limited: Some(0),
+            waited_ms: Some(0),
         }
     }
 
-    async fn emit(&self, out: &mpsc::Sender<ResultLine>, line: ResultLine) {
+    async fn emit(&self, out: &mpsc::Sender<ResultLine>, mut line: ResultLine) {
+        line.finished_at = Some(imggo_core::time::format_rfc3339(
+            std::time::SystemTime::now(),
+        ));
         self.tracker
             .record(line.status, Duration::from_millis(line.latency_ms));
         let _ = out.send(line).await;

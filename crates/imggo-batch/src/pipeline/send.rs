@@ -73,6 +73,7 @@ impl Shared {
             Err(e) => l.error = Some(ErrorInfo::from(&*e)),
         }
         l.latency_ms = (p.prep + request_started.elapsed()).as_millis() as u64;
+        l.waited_ms = Some(paced.as_millis() as u64);
         self.finish(out, &digest, l).await;
     }
 
@@ -197,12 +198,14 @@ impl Shared {
                 } => {
                     self.pacer.refused(ticket, None);
                     self.tracker.record_rate_limited();
+                    *l.rate_limited.get_or_insert(0) += 1;
                     return Err(self.quota_exhausted(retry_after, limit));
                 }
                 e if e.is_rate_limited() => {
                     let floor = e.retry_after().unwrap_or(Duration::from_secs(1));
                     self.pacer.refused(ticket, e.retry_after());
                     self.tracker.record_rate_limited();
+                    *l.rate_limited.get_or_insert(0) += 1;
                     self.tracker.record_retry();
                     let waiting = Instant::now();
                     slot.release_while(self.sleep_unless_quota(floor)).await;

@@ -8,5 +8,6 @@ pub mod emulator;
 pub mod hash;
 pub mod optimize;
 pub mod progress;
+pub mod report;
 pub mod run;
 pub mod tune;

@@ -10,8 +10,8 @@ use imggo::core::{AlertRules, Error, Secret, Tracker};
 use imggo::optimize::Options as OptimizeOptions;
 use imggo::ratelimit::LearnedPacer;
 use imggo::{
-    ConcurrencySpec, Inputs, Journal, Pipeline, Report, ResultLine, ResumeKey, Run, RunSpec,
-    Started, WebhookSpec,
+    ConcurrencySpec, HtmlReport, Inputs, Journal, Pipeline, Report, ResultLine, ResumeKey, Run,
+    RunSpec, Started, WebhookSpec,
 };
 
 use super::common::{seconds, usage_error, Connection, FileConfig};
@@ -57,6 +57,11 @@ pub struct Args {
     /// Results file (JSON Lines, one per input, appended and flushed per line).
     #[arg(long, default_value = "results.jsonl")]
     pub out: PathBuf,
+    /// Also write an HTML report of this run's result lines (charts, no scripts, no
+    /// network) to this file at the end, also when inputs failed or the run was
+    /// interrupted.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
     /// Keep the results file and skip inputs it already shows finished.
     #[arg(long)]
     pub resume: bool,
@@ -242,6 +247,8 @@ async fn open(args: &Args, pipeline: Pipeline) -> Result<(Pipeline, Journal), St
 /// How the loop over the result lines ended.
 struct Ended {
     report: Report,
+    /// The HTML report being drawn (with `--report`).
+    html: Option<HtmlReport>,
     interrupted: bool,
     journal_error: Option<Error>,
 }
@@ -260,6 +267,10 @@ async fn drive(
     let mut journal_error = None;
     let mut interrupts = interrupts();
     let mut interrupted = false;
+    let mut html = args
+        .report
+        .as_ref()
+        .map(|_| HtmlReport::new(args.out.display().to_string()));
     loop {
         let line = tokio::select! {
             line = run.next_line() => line,
@@ -269,6 +280,9 @@ async fn drive(
             }
         };
         let Some(line) = line else { break };
+        if let Some(h) = &mut html {
+            h.add(&line);
+        }
         if journal_error.is_none() {
             journal_error = record(args, &run, journal, &line).err();
         }
@@ -283,6 +297,7 @@ async fn drive(
     progress.finish();
     Ended {
         report: run.report().await,
+        html,
         interrupted,
         journal_error,
     }
@@ -334,6 +349,13 @@ fn finish(args: &Args, ended: Ended, started: &mut Started) -> ExitCode {
             serde_json::to_string(&ended.report).expect("report serialises")
         );
     };
+    if let (Some(path), Some(html)) = (&args.report, &ended.html) {
+        if let Err(e) = html.write(path) {
+            eprintln!("imggo: report: {e}");
+        } else if !args.quiet && !args.json {
+            eprintln!("imggo: report written to {}", path.display());
+        }
+    }
     if ended.interrupted {
         if args.json {
             print_json();
