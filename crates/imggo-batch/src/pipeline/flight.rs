@@ -41,7 +41,7 @@ impl Shared {
             d.bytes_sent = 0;
             d.latency_ms = ms(f.started);
             if let Some(job_id) = &d.job_id {
-                f.span.record("job_id", job_id.as_str());
+                f.span.record("job_id", field::display(job_id));
             }
             let span = f.span;
             tracing::debug!(

@@ -586,7 +586,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// The `input` span of one input: everything done for it is logged inside. Its fields
 /// not known yet are recorded as the run learns them (`hash` once read, `job_id` once
-/// accepted or answered, `request_id` of the accepted ingest, `attempt` per send).
+/// accepted or answered; `request_id` and `attempt` of the accepted ingest).
 /// Disabled (and free) unless debug logs of this module are on.
 fn input_span(label: &str, pattern_id: &str) -> Span {
     tracing::debug_span!(
@@ -606,7 +606,7 @@ fn log_line(line: &ResultLine) {
     match (&line.status, &line.error) {
         (Outcome::Failed, error) => tracing::warn!(
             input = %line.input,
-            job_id = line.job_id.as_deref(),
+            job_id = line.job_id.as_deref().map(field::display),
             code = error.as_ref().map(|e| e.code.as_str()),
             error = error.as_ref().map(|e| e.message.as_str()),
             attempts = line.attempts,
@@ -614,7 +614,7 @@ fn log_line(line: &ResultLine) {
         ),
         (status, _) => tracing::debug!(
             status = ?status,
-            job_id = line.job_id.as_deref(),
+            job_id = line.job_id.as_deref().map(field::display),
             attempts = line.attempts,
             latency_ms = line.latency_ms,
             "input done"

@@ -94,9 +94,13 @@ impl Shared {
         if let Some(cache) = &self.cache {
             if let Some(hit) = cache.get(&key).await {
                 if let Some(job_id) = &hit.job_id {
-                    span.record("job_id", job_id.as_str());
+                    span.record("job_id", field::display(job_id));
                 }
-                tracing::debug!(job_id = hit.job_id.as_deref(), repeat, "cache hit");
+                tracing::debug!(
+                    job_id = hit.job_id.as_deref().map(field::display),
+                    repeat,
+                    "cache hit"
+                );
                 let mut l = self.line(label, started, answered);
                 l.content_hash = Some(hash.to_string());
                 l.job_id = hit.job_id.clone();

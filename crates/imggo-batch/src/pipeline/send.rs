@@ -57,7 +57,7 @@ impl Shared {
                 if role == Role::Follower {
                     l.attempts = 0;
                     l.bytes_sent = 0;
-                    p.span.record("job_id", job.id.as_str());
+                    p.span.record("job_id", field::display(&job.id));
                     tracing::debug!(
                         job_id = %job.id,
                         "answered by another worker's job (cross-worker dedup)"
@@ -176,7 +176,6 @@ impl Shared {
             let waited = waiting.elapsed();
             *paced += waited;
             l.attempts += 1;
-            p.span.record("attempt", l.attempts);
             if waited >= Duration::from_millis(1) {
                 tracing::debug!(
                     waited_ms = waited.as_millis() as u64,
@@ -204,13 +203,15 @@ impl Shared {
             let e = match sent {
                 Ok(a) => {
                     *ingest_rtt = Some(sending.elapsed());
-                    p.span.record("job_id", a.response.job_id.as_str());
+                    // Recorded once: a text log repeats a field recorded again.
+                    p.span.record("attempt", l.attempts);
+                    p.span.record("job_id", field::display(&a.response.job_id));
                     if let Some(id) = &a.request_id {
-                        p.span.record("request_id", id.as_str());
+                        p.span.record("request_id", field::display(id));
                     }
                     tracing::debug!(
                         job_id = %a.response.job_id,
-                        request_id = a.request_id.as_deref(),
+                        request_id = a.request_id.as_deref().map(field::display),
                         http_status = a.http_status,
                         attempt = l.attempts,
                         "ingest accepted"

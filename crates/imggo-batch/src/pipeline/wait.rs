@@ -9,7 +9,7 @@ impl Shared {
     #[cfg_attr(not(feature = "webhook"), allow(unused_variables))]
     pub(super) async fn wait_job(&self, job_id: &str, slot: &mut Slot) -> Result<Job, Error> {
         tracing::debug!(
-            job_id,
+            job_id = %job_id,
             by = match &self.wait {
                 WaitMode::Poll(_) => "poll",
                 #[cfg(feature = "webhook")]
