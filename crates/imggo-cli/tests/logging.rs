@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::Duration;
 
 use imggo::emulator::{Config, Emulator, Handle, LatencyModel, Limits};
@@ -148,5 +150,49 @@ async fn text_logs_on_stderr_leave_the_json_lines_on_stdout_and_out_whole() {
     assert_eq!(lines(&out).len(), 4);
     let raw = std::fs::read_to_string(&out).unwrap();
     assert_eq!(raw.lines().count(), 4, "{raw}");
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_logs_of_a_redis_cache_with_a_password_never_hold_it() {
+    const PASSWORD: &str = "hunter2-log-secret";
+    let redis = imggo_testkit::RedisServer::start();
+    // The server asks for a password from now on.
+    let mut conn = TcpStream::connect(("127.0.0.1", redis.port())).unwrap();
+    conn.write_all(format!("CONFIG SET requirepass {PASSWORD}\r\n").as_bytes())
+        .unwrap();
+    let mut answer = [0u8; 5];
+    conn.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"+OK\r\n");
+    let cache = format!("redis://:{PASSWORD}@127.0.0.1:{}/", redis.port());
+
+    let dir = tempfile::tempdir().unwrap();
+    let input_dir = dir.path().join("in");
+    imggo_testkit::corpus_variants(&input_dir, 3, 0);
+    let (handle, pattern) = emulator().await;
+    let log = dir.path().join("imggo.log");
+    let (input_arg, log_arg) = (input_dir.display().to_string(), log.display().to_string());
+    // The second run is answered by the cache.
+    for run in 0..2 {
+        let out = dir.path().join(format!("results-{run}.jsonl"));
+        let mut cmd = imggo_run(
+            &handle.base_url(),
+            &pattern,
+            KEY,
+            &out,
+            &["--cache", &cache, "--quiet", "--log-file", &log_arg],
+        );
+        cmd.arg(&input_arg).env("RUST_LOG", "debug");
+        let o = output(cmd).await;
+        assert!(o.status.success(), "stderr: {}", stderr(&o));
+        assert_eq!(lines(&out).len(), 3);
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.matches("cache hit").count(), 3, "{text}");
+    assert!(
+        !text.contains(PASSWORD),
+        "the Redis password is in the log:\n{text}"
+    );
+    assert!(!text.contains(KEY), "the API key is in the log:\n{text}");
     handle.shutdown().await;
 }
