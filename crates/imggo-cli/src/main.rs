@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod logging;
 mod synth;
 
 /// Exit code for usage and configuration errors (the library's, so both agree).
@@ -21,6 +22,8 @@ pub use imggo::report::EXIT_USAGE;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    log: logging::LogArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,6 +56,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = logging::init(&cli.log) {
+        return cmd::common::usage_error(&e);
+    }
     match cli.command {
         Command::Run(args) => cmd::run::run(*args),
         Command::Demo(args) => cmd::demo::run(args),

@@ -42,6 +42,8 @@ pub struct Accepted {
     pub http_status: u16,
     /// The key that was sent.
     pub idempotency_key: IdempotencyKey,
+    /// The answer's `X-Request-ID`, when it had one (for logs and support tickets).
+    pub request_id: Option<String>,
 }
 
 impl Accepted {
@@ -167,6 +169,7 @@ impl Client {
             attempts: reply.attempts,
             http_status: reply.status,
             idempotency_key: key.clone(),
+            request_id: reply.header("x-request-id").map(str::to_owned),
         })
     }
 }

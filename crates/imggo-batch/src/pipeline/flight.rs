@@ -14,7 +14,7 @@ impl Shared {
         for f in stranded {
             let what = "the identical input it waited on failed without an answer";
             let line = self.internal_line(f.label, f.started, what);
-            self.emit(out, line).await;
+            self.emit(out, line).instrument(f.span).await;
         }
     }
 
@@ -42,7 +42,16 @@ impl Shared {
             d.bytes_in = f.bytes_in;
             d.bytes_sent = 0;
             d.latency_ms = ms(f.started);
-            self.emit(out, d).await;
+            if let Some(job_id) = &d.job_id {
+                f.span.record("job_id", field::display(job_id));
+            }
+            let span = f.span;
+            tracing::debug!(
+                parent: &span,
+                leader = %line.input,
+                "answered by the identical input in flight (in-run single flight)"
+            );
+            self.emit(out, d).instrument(span).await;
         }
         self.emit(out, line).await;
     }

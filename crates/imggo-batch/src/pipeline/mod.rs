@@ -11,6 +11,12 @@
 //! 3. a dispatcher runs up to `concurrency` network tasks (fixed, or adaptive with
 //!    [`Concurrency::Auto`]): limiter, ingest with the derived idempotency key, wait for the
 //!    job by polling or by webhook with polling as the fallback, cache put.
+//!
+//! Logs go through `tracing`: one `input` span per input (debug level, fields `input`,
+//! `hash`, `pattern_id`, and once known `job_id`, `request_id`, `attempt`) around
+//! everything done for it, debug events at each decision (cache hit, dedup, pacing, 429,
+//! retry, accepted, done), warn events for failures and an exhausted quota, and info
+//! events for the run's start and end. Nothing is formatted while the level is off.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -35,6 +41,7 @@ use imggo_optimize::{Optimizer, Options as OptimizeOptions};
 use imggo_ratelimit::{AdaptiveConcurrency, LearnedPacer, LimitError, Limiter, PaceSource, Permit};
 use serde_json::Value;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tracing::{field, Instrument, Span};
 
 use crate::input::Input;
 use crate::journal::{ErrorInfo, ResultLine};
@@ -114,6 +121,8 @@ struct Follower {
     label: String,
     started: Instant,
     bytes_in: u64,
+    /// Its `input` span: its line is logged in it.
+    span: Span,
 }
 
 enum Payload {
@@ -133,6 +142,8 @@ struct Prepared {
     key: CacheKey,
     payload: Payload,
     bytes_in: u64,
+    /// Its `input` span (see [`input_span`]), entered again by the network stage.
+    span: Span,
 }
 
 /// A running batch: a [`Stream`] of result lines, one per input, then [`Run::report`].
@@ -314,6 +325,14 @@ impl Pipeline {
         let tracker = shared.tracker.clone();
         let pacer = shared.pacer.clone();
         let started = Instant::now();
+        tracing::info!(
+            pattern_id = %shared.pattern_id,
+            settings = %shared.settings,
+            concurrency = ?concurrency,
+            cpu_workers,
+            cache = shared.cache.is_some(),
+            "run started"
+        );
 
         // Stage 1: expand inputs on a thread of its own (directory walks block).
         let feeder = tokio::task::spawn_blocking(move || {
@@ -346,8 +365,10 @@ impl Pipeline {
                     let next = in_rx.lock().await.recv().await;
                     let Some(input) = next else { break };
                     let (label, started) = (input.label(), Instant::now());
+                    let span = input_span(&label, &shared.pattern_id);
                     let prepared = AssertUnwindSafe(shared.prepare_one(input, started, &out_tx))
                         .catch_unwind()
+                        .instrument(span.clone())
                         .await;
                     match prepared {
                         Ok(Some(p)) => {
@@ -358,7 +379,10 @@ impl Pipeline {
                         Ok(None) => {}
                         Err(panic) => {
                             let what = panic_text(&*panic);
-                            shared.internal(&out_tx, label, started, what).await;
+                            shared
+                                .internal(&out_tx, label, started, what)
+                                .instrument(span)
+                                .await;
                         }
                     }
                 }
@@ -395,7 +419,10 @@ impl Pipeline {
                 // Whatever went wrong above, no input goes without its line.
                 shared.strand_followers(&final_tx).await;
                 match fed {
-                    Ok(counts) => counts,
+                    Ok(counts) => {
+                        log_end(&shared.tracker, started, counts);
+                        counts
+                    }
                     Err(e) => {
                         let what = match e.try_into_panic() {
                             Ok(p) => panic_text(&*p),
@@ -468,9 +495,13 @@ async fn dispatch(
                     permit: Some(permit),
                     waits: Some(waits.clone()),
                 };
-                tasks.spawn(async move {
-                    shared.send_guarded(p, &out_tx, None, &mut slot).await;
-                });
+                let span = p.span.clone();
+                tasks.spawn(
+                    async move {
+                        shared.send_guarded(p, &out_tx, None, &mut slot).await;
+                    }
+                    .instrument(span),
+                );
                 while tasks.try_join_next().is_some() {}
             }
         }
@@ -478,11 +509,15 @@ async fn dispatch(
             while let Some(p) = net_rx.recv().await {
                 let permit = adaptive.acquire().await;
                 let (shared, out_tx) = (shared.clone(), out_tx.clone());
-                tasks.spawn(async move {
-                    shared
-                        .send_guarded(p, &out_tx, Some(permit), &mut Slot::default())
-                        .await;
-                });
+                let span = p.span.clone();
+                tasks.spawn(
+                    async move {
+                        shared
+                            .send_guarded(p, &out_tx, Some(permit), &mut Slot::default())
+                            .await;
+                    }
+                    .instrument(span),
+                );
                 while tasks.try_join_next().is_some() {}
             }
         }
@@ -549,6 +584,64 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The `input` span of one input: everything done for it is logged inside. Its fields
+/// not known yet are recorded as the run learns them (`hash` once read, `job_id` once
+/// accepted or answered; `request_id` and `attempt` of the accepted ingest).
+/// Disabled (and free) unless debug logs of this module are on.
+fn input_span(label: &str, pattern_id: &str) -> Span {
+    tracing::debug_span!(
+        "input",
+        input = %label,
+        hash = field::Empty,
+        pattern_id = %pattern_id,
+        job_id = field::Empty,
+        request_id = field::Empty,
+        attempt = field::Empty,
+    )
+}
+
+/// Logs the line of an input (in its span when there is one): `warn` for a failure
+/// with its code, `debug` for any other outcome.
+fn log_line(line: &ResultLine) {
+    match (&line.status, &line.error) {
+        (Outcome::Failed, error) => tracing::warn!(
+            input = %line.input,
+            job_id = line.job_id.as_deref().map(field::display),
+            code = error.as_ref().map(|e| e.code.as_str()),
+            error = error.as_ref().map(|e| e.message.as_str()),
+            attempts = line.attempts,
+            "input failed"
+        ),
+        (status, _) => tracing::debug!(
+            status = ?status,
+            job_id = line.job_id.as_deref().map(field::display),
+            attempts = line.attempts,
+            latency_ms = line.latency_ms,
+            "input done"
+        ),
+    }
+}
+
+/// The run's end in one `info` event: the inputs and what became of them.
+fn log_end(tracker: &Tracker, started: Instant, (inputs, resumed): (u64, u64)) {
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return;
+    }
+    let s = tracker.snapshot();
+    tracing::info!(
+        inputs,
+        resumed,
+        succeeded = s.succeeded,
+        cached = s.cached,
+        duplicate = s.duplicate,
+        failed = s.failed,
+        retried = s.retried,
+        rate_limited = s.rate_limited,
+        elapsed_ms = ms(started),
+        "run finished"
+    );
+}
+
 /// Elapsed milliseconds since `t`.
 fn ms(t: Instant) -> u64 {
     t.elapsed().as_millis() as u64
@@ -581,6 +674,7 @@ impl Shared {
         line.finished_at = Some(imggo_core::time::format_rfc3339(
             std::time::SystemTime::now(),
         ));
+        log_line(&line);
         self.tracker
             .record(line.status, Duration::from_millis(line.latency_ms));
         let _ = out.send(line).await;

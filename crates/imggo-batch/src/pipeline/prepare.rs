@@ -66,15 +66,19 @@ impl Shared {
         };
         let key = CacheKey::new(hash, self.pattern_id.clone(), version, self.settings);
         let digest = key.digest();
+        let span = Span::current();
+        span.record("hash", field::display(&hash));
 
         // In-run single flight: an identical input already on its way answers this one.
         {
             let mut inflight = lock(&self.inflight);
             if let Some(followers) = inflight.get_mut(&digest) {
+                tracing::debug!("identical input in flight: waiting for its result");
                 followers.push(Follower {
                     label,
                     started,
                     bytes_in,
+                    span,
                 });
                 return None;
             }
@@ -89,6 +93,14 @@ impl Shared {
 
         if let Some(cache) = &self.cache {
             if let Some(hit) = cache.get(&key).await {
+                if let Some(job_id) = &hit.job_id {
+                    span.record("job_id", field::display(job_id));
+                }
+                tracing::debug!(
+                    job_id = hit.job_id.as_deref().map(field::display),
+                    repeat,
+                    "cache hit"
+                );
                 let mut l = self.line(label, started, answered);
                 l.content_hash = Some(hash.to_string());
                 l.job_id = hit.job_id.clone();
@@ -151,6 +163,7 @@ impl Shared {
             key,
             payload,
             bytes_in,
+            span,
         })
     }
 }

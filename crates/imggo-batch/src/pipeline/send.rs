@@ -57,6 +57,11 @@ impl Shared {
                 if role == Role::Follower {
                     l.attempts = 0;
                     l.bytes_sent = 0;
+                    p.span.record("job_id", field::display(&job.id));
+                    tracing::debug!(
+                        job_id = %job.id,
+                        "answered by another worker's job (cross-worker dedup)"
+                    );
                 }
                 l.status = if p.repeat || role == Role::Follower {
                     Outcome::Duplicate
@@ -97,6 +102,10 @@ impl Shared {
         {
             let mut gone = lock(&self.quota_gone);
             if gone.is_none() {
+                tracing::warn!(
+                    retry_after_s = retry_after.as_secs(),
+                    "quota exhausted: inputs not sent yet fail without a request"
+                );
                 let mut info = limit.unwrap_or_default();
                 if info.reset.is_none() {
                     info.reset = std::time::SystemTime::now().checked_add(retry_after);
@@ -165,8 +174,16 @@ impl Shared {
                 .acquire_with(self.limiter.as_deref())
                 .await
                 .map_err(|e| self.limit_error(e))?;
-            *paced += waiting.elapsed();
+            let waited = waiting.elapsed();
+            *paced += waited;
             l.attempts += 1;
+            if waited >= Duration::from_millis(1) {
+                tracing::debug!(
+                    waited_ms = waited.as_millis() as u64,
+                    pace_per_s = self.pacer.status().rate(),
+                    "paced: waited for a turn to send"
+                );
+            }
             let sending = Instant::now();
             let sent = match &p.payload {
                 Payload::Image(bytes) => {
@@ -187,6 +204,19 @@ impl Shared {
             let e = match sent {
                 Ok(a) => {
                     *ingest_rtt = Some(sending.elapsed());
+                    // Recorded once: a text log repeats a field recorded again.
+                    p.span.record("attempt", l.attempts);
+                    p.span.record("job_id", field::display(&a.response.job_id));
+                    if let Some(id) = &a.request_id {
+                        p.span.record("request_id", field::display(id));
+                    }
+                    tracing::debug!(
+                        job_id = %a.response.job_id,
+                        request_id = a.request_id.as_deref().map(field::display),
+                        http_status = a.http_status,
+                        attempt = l.attempts,
+                        "ingest accepted"
+                    );
                     self.pacer.accepted(ticket);
                     break a;
                 }
@@ -199,6 +229,11 @@ impl Shared {
                     self.pacer.refused(ticket, None);
                     self.tracker.record_rate_limited();
                     *l.rate_limited.get_or_insert(0) += 1;
+                    tracing::debug!(
+                        retry_after_s = retry_after.as_secs(),
+                        attempt = l.attempts,
+                        "quota exhausted (429)"
+                    );
                     return Err(self.quota_exhausted(retry_after, limit));
                 }
                 e if e.is_rate_limited() => {
@@ -207,6 +242,14 @@ impl Shared {
                     self.tracker.record_rate_limited();
                     *l.rate_limited.get_or_insert(0) += 1;
                     self.tracker.record_retry();
+                    tracing::debug!(
+                        error = %e,
+                        retry_after_ms = e.retry_after().map(|d| d.as_millis() as u64),
+                        wait_ms = floor.as_millis() as u64,
+                        pace_per_s = self.pacer.status().rate(),
+                        attempt = l.attempts,
+                        "rate limited (429): waiting, then sending again"
+                    );
                     let waiting = Instant::now();
                     slot.release_while(self.sleep_unless_quota(floor)).await;
                     *paced += waiting.elapsed();
@@ -217,6 +260,11 @@ impl Shared {
                     self.pacer.unused(ticket);
                     unreadable += 1;
                     self.tracker.record_retry();
+                    tracing::debug!(
+                        error = %e,
+                        attempt = l.attempts,
+                        "retry: the answer could not be read; sending again"
+                    );
                     self.sleep_unless_quota(UNREADABLE_PAUSE * unreadable).await;
                 }
                 e => {
@@ -229,6 +277,13 @@ impl Shared {
                         return Err(e);
                     };
                     self.tracker.record_retry();
+                    tracing::debug!(
+                        error = %e,
+                        code = %e.code(),
+                        delay_ms = delay.as_millis() as u64,
+                        attempt = l.attempts,
+                        "retry after error"
+                    );
                     self.sleep_unless_quota(delay).await;
                 }
             }

@@ -8,6 +8,15 @@ impl Shared {
     /// the fallback, or by polling alone.
     #[cfg_attr(not(feature = "webhook"), allow(unused_variables))]
     pub(super) async fn wait_job(&self, job_id: &str, slot: &mut Slot) -> Result<Job, Error> {
+        tracing::debug!(
+            job_id = %job_id,
+            by = match &self.wait {
+                WaitMode::Poll(_) => "poll",
+                #[cfg(feature = "webhook")]
+                WaitMode::Webhook { .. } => "webhook",
+            },
+            "waiting for the job"
+        );
         match &self.wait {
             WaitMode::Poll(policy) => self.poll(job_id, policy).await,
             #[cfg(feature = "webhook")]

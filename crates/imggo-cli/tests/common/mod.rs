@@ -10,8 +10,8 @@ use std::time::Duration;
 use imggo::{Report, ResultLine};
 
 /// `imggo run` against `endpoint` with `--cache off` (unless `extra` names a cache), and
-/// an environment that holds no key, endpoint, pattern, cache, limiter or config file of
-/// the machine's.
+/// an environment that holds no key, endpoint, pattern, cache, limiter, config file or
+/// `RUST_LOG` of the machine's.
 pub fn imggo_run(endpoint: &str, pattern: &str, key: &str, out: &Path, extra: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_imggo"));
     c.args(["run", "--pattern", pattern, "--endpoint", endpoint])
@@ -23,6 +23,8 @@ pub fn imggo_run(endpoint: &str, pattern: &str, key: &str, out: &Path, extra: &[
         .env_remove("IMGGO_PATTERN")
         .env_remove("IMGGO_CACHE")
         .env_remove("IMGGO_LIMITER")
+        // Logs on stderr only when a test asks for them.
+        .env_remove("RUST_LOG")
         .env("IMGGO_CONFIG", "/nonexistent/imggo-config.toml")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
