@@ -17,6 +17,7 @@
 //! | single flight of identical inputs in a run | `pipeline/flight.rs` |
 //! | results file and resume | [`journal`] |
 //! | summary and exit code | [`report`] |
+//! | metrics ([`Tracker`]), alert rules, Prometheus text | [`metrics`] |
 //!
 //! A [`RunSpec`] holds what the `imggo run` command reads from its flags; its
 //! [`start`](RunSpec::start) builds the same pipeline the command runs (webhook
@@ -33,7 +34,6 @@
 pub mod hooks;
 pub mod input;
 pub mod journal;
-#[cfg(feature = "metrics-server")]
 pub mod metrics;
 pub mod pipeline;
 mod read;
@@ -46,6 +46,7 @@ pub mod webhook;
 pub use hooks::{CountingRetry, Observers};
 pub use input::{Input, Inputs};
 pub use journal::{ErrorInfo, Journal, ResultLine, ResumeKey};
+pub use metrics::{Alert, AlertRules, LatencySummary, Outcome, Severity, Snapshot, Tracker};
 pub use pipeline::{Concurrency, Pipeline, PipelineBuilder, Run, WaitMode, DEFAULT_CACHE_TTL};
 pub use read::read_bounded;
 pub use report::{PaceSummary, Report};

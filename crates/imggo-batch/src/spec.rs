@@ -20,7 +20,9 @@ use std::time::Duration;
 
 use imggo_cache::Cache;
 use imggo_core::url::HttpUrl;
-use imggo_core::{redact_url, AlertRules, Error, RateLimitObserver, RetryPolicy, Secret, Tracker};
+use imggo_core::{redact_url, Error, RateLimitObserver, RetryPolicy, Secret};
+
+use crate::metrics::{AlertRules, Tracker};
 use imggo_http::{Client, ClientBuilder, PollPolicy};
 use imggo_optimize::Options as OptimizeOptions;
 use imggo_ratelimit::{
@@ -60,7 +62,7 @@ impl Default for ConcurrencySpec {
 /// spec.endpoints = vec!["https://img-go.com/api".into()];
 /// spec.cache = "memory".into();
 /// spec.rps = Some(5.0);
-/// let mut started = spec.start(Arc::new(imggo_core::Tracker::new())).await?;
+/// let mut started = spec.start(Arc::new(imggo_batch::Tracker::new())).await?;
 /// let pipeline = started.take_pipeline();
 /// pipeline.prepare().await?;
 /// let mut run = pipeline.run(Inputs::new(["invoices/"]));

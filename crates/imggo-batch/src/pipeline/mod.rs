@@ -27,8 +27,7 @@ use futures_core::Stream;
 use futures_util::FutureExt;
 use imggo_cache::{Cache, CachedResult, Deduper, Role};
 use imggo_core::{
-    AlertRules, CacheKey, ContentHash, Error, Job, Manifest, Outcome, RateLimitInfo, RetryPolicy,
-    SettingsFingerprint, Tracker,
+    CacheKey, ContentHash, Error, Job, Manifest, RateLimitInfo, RetryPolicy, SettingsFingerprint,
 };
 use imggo_http::{Client, IngestOptions, PollPolicy, MAX_UNREADABLE_ANSWERS, MAX_UPLOAD_BYTES};
 use imggo_optimize::{Optimizer, Options as OptimizeOptions};
@@ -38,6 +37,7 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::input::Input;
 use crate::journal::{ErrorInfo, ResultLine};
+use crate::metrics::{AlertRules, Outcome, Tracker};
 use crate::report::{PaceSummary, Report};
 use crate::timing::JobClock;
 #[cfg(feature = "webhook")]
