@@ -17,6 +17,7 @@
 //! | single flight of identical inputs in a run | `pipeline/flight.rs` |
 //! | results file and resume | [`journal`] |
 //! | summary and exit code | [`report`] |
+//! | alerts during the run: webhook, command | [`alert`] ([`Alerter`]) |
 //! | metrics ([`Tracker`]), alert rules, Prometheus text | [`metrics`] |
 //!
 //! A [`RunSpec`] holds what the `imggo run` command reads from its flags; its
@@ -31,6 +32,7 @@
 
 #![deny(missing_docs, missing_debug_implementations)]
 
+pub mod alert;
 pub mod hooks;
 pub mod input;
 pub mod journal;
@@ -43,6 +45,7 @@ mod timing;
 #[cfg(feature = "webhook")]
 pub mod webhook;
 
+pub use alert::{AlertEvent, AlertSinks, AlertState, Alerter};
 pub use hooks::{CountingRetry, Observers};
 pub use input::{Input, Inputs};
 pub use journal::{ErrorInfo, Journal, ResultLine, ResumeKey};

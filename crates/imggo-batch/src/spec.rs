@@ -22,6 +22,7 @@ use imggo_cache::Cache;
 use imggo_core::url::HttpUrl;
 use imggo_core::{redact_url, Error, RateLimitObserver, RetryPolicy, Secret};
 
+use crate::alert::{AlertSinks, Alerter};
 use crate::metrics::{AlertRules, Tracker};
 use imggo_http::{Client, ClientBuilder, PollPolicy};
 use imggo_optimize::Options as OptimizeOptions;
@@ -101,8 +102,12 @@ pub struct RunSpec {
     /// Serve Prometheus `GET /metrics` on this address.
     #[cfg(feature = "metrics-server")]
     pub metrics_addr: Option<std::net::SocketAddr>,
-    /// Alert thresholds of the report.
+    /// Alert thresholds: checked on every finished input over a sliding window while the
+    /// run goes on (see [`Alerter`]), and over the whole run in the report.
     pub alert_rules: AlertRules,
+    /// Where the alerts of the running batch go (webhook, command) and their window. An
+    /// [`Alerter`] is built when `alert_rules` holds a success-rate or p95 rule.
+    pub alerts: AlertSinks,
 }
 
 impl std::fmt::Debug for RunSpec {
@@ -122,7 +127,9 @@ impl std::fmt::Debug for RunSpec {
         d.field("webhook", &self.webhook);
         #[cfg(feature = "metrics-server")]
         d.field("metrics_addr", &self.metrics_addr);
-        d.field("alert_rules", &self.alert_rules).finish()
+        d.field("alert_rules", &self.alert_rules)
+            .field("alerts", &self.alerts)
+            .finish()
     }
 }
 
@@ -186,6 +193,7 @@ impl RunSpec {
             #[cfg(feature = "metrics-server")]
             metrics_addr: None,
             alert_rules: AlertRules::default(),
+            alerts: AlertSinks::default(),
         }
     }
 
@@ -211,6 +219,15 @@ impl RunSpec {
         limiters.extend(self.limiter().await?);
         let concurrency = self.concurrency()?;
         let (cache, deduper) = self.cache().await?;
+        let rules = &self.alert_rules;
+        let alerter = if rules.min_success_rate.is_some() || rules.max_p95.is_some() {
+            Some(Arc::new(Alerter::new(
+                self.alert_rules,
+                self.alerts.clone(),
+            )?))
+        } else {
+            None
+        };
 
         #[cfg(feature = "webhook")]
         let (wait, registration) = match &self.webhook {
@@ -243,6 +260,9 @@ impl RunSpec {
         }
         if let Some(d) = deduper {
             b = b.deduper(d);
+        }
+        if let Some(a) = alerter {
+            b = b.alerter(a);
         }
         let pipeline = b.build()?;
         #[cfg(feature = "webhook")]

@@ -66,12 +66,12 @@ pub mod core {
 }
 #[cfg(feature = "webhook")]
 pub use imggo_batch::webhook;
-pub use imggo_batch::{hooks, input, journal, pipeline, report, spec};
+pub use imggo_batch::{alert, hooks, input, journal, pipeline, report, spec};
 
 pub use imggo_batch::{
-    read_bounded, Concurrency, ConcurrencySpec, CountingRetry, ErrorInfo, Input, Inputs, Journal,
-    PaceSummary, Pipeline, PipelineBuilder, Report, ResultLine, ResumeKey, Run, RunSpec, Started,
-    WaitMode, DEFAULT_CACHE_TTL,
+    read_bounded, AlertEvent, AlertSinks, AlertState, Alerter, Concurrency, ConcurrencySpec,
+    CountingRetry, ErrorInfo, Input, Inputs, Journal, PaceSummary, Pipeline, PipelineBuilder,
+    Report, ResultLine, ResumeKey, Run, RunSpec, Started, WaitMode, DEFAULT_CACHE_TTL,
 };
 #[cfg(feature = "webhook")]
 pub use imggo_batch::{WebhookRegistration, WebhookRouter, WebhookSpec};

@@ -10,8 +10,8 @@ use imggo::core::{AlertRules, Error, Secret, Tracker};
 use imggo::optimize::Options as OptimizeOptions;
 use imggo::ratelimit::LearnedPacer;
 use imggo::{
-    ConcurrencySpec, Inputs, Journal, Pipeline, Report, ResultLine, ResumeKey, Run, RunSpec,
-    Started, WebhookSpec,
+    AlertSinks, ConcurrencySpec, Inputs, Journal, Pipeline, Report, ResultLine, ResumeKey, Run,
+    RunSpec, Started, WebhookSpec,
 };
 
 use super::common::{seconds, usage_error, Connection, FileConfig};
@@ -87,6 +87,24 @@ pub struct Args {
     /// Alert (exit 3) when p95 latency exceeds SECONDS.
     #[arg(long, value_name = "SECONDS")]
     pub alert_p95: Option<f64>,
+    /// No alert before this many inputs have finished (in the window, and in the run).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub alert_min_samples: u64,
+    /// The alert rules are checked on every finished input over the last N inputs.
+    #[arg(long, value_name = "N", default_value_t = imggo::alert::DEFAULT_WINDOW)]
+    pub alert_window: usize,
+    /// POST each alert (firing, then resolved) as JSON to this URL (Slack incoming
+    /// webhooks accept it); retried with backoff, never fatal.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "IMGGO_ALERT_WEBHOOK",
+        hide_env_values = true
+    )]
+    pub alert_webhook: Option<String>,
+    /// Run this with `sh -c` for each alert, the JSON on stdin; a failure is only logged.
+    #[arg(long, value_name = "CMD")]
+    pub alert_command: Option<String>,
     /// No progress and no summary.
     #[arg(long)]
     pub quiet: bool,
@@ -159,6 +177,13 @@ fn spec(args: &Args, file: &FileConfig) -> Result<RunSpec, Error> {
     spec.webhook = webhook(args)?;
     spec.metrics_addr = args.metrics_addr;
     spec.alert_rules = alert_rules(args)?;
+    spec.alerts = AlertSinks {
+        webhook: args.alert_webhook.clone(),
+        command: args.alert_command.clone(),
+        window: args.alert_window,
+        quiet: args.quiet,
+        ..AlertSinks::default()
+    };
     Ok(spec)
 }
 
@@ -190,7 +215,10 @@ fn webhook(args: &Args) -> Result<Option<WebhookSpec>, Error> {
 
 /// `--alert-success-rate`, `--alert-p95`.
 fn alert_rules(args: &Args) -> Result<AlertRules, Error> {
-    let mut rules = AlertRules::default();
+    let mut rules = AlertRules {
+        min_samples: args.alert_min_samples,
+        ..AlertRules::default()
+    };
     if let Some(p) = args.alert_success_rate {
         if !(0.0..=100.0).contains(&p) {
             return Err(Error::Config(
