@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use imggo::core::{AlertRules, Error, Secret, Tracker};
 use imggo::optimize::Options as OptimizeOptions;
@@ -288,9 +288,18 @@ async fn drive(
     let mut journal_error = None;
     let mut interrupts = interrupts();
     let mut interrupted = false;
+    // Redraws the bar, or prints the plain status line, also while no input finishes
+    // (e.g. while the run waits on the rate limit).
+    let period = progress.period().unwrap_or(Duration::from_secs(3600));
+    let mut refresh = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let line = tokio::select! {
             line = run.next_line() => line,
+            _ = refresh.tick() => {
+                progress.refresh(tracker, pacer, run_started);
+                continue;
+            }
             () = interrupts.as_mut().next_signal() => {
                 interrupted = interrupt(&run, interrupted);
                 continue;
