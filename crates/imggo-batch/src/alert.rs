@@ -301,8 +301,8 @@ pub fn new_run_id() -> String {
 }
 
 /// Continuous alerting for a run: feed it each finished input ([`observe`](Self::observe));
-/// it sends the rules' state changes to the sinks from its own task. [`RunSpec`]
-/// (crate::RunSpec) builds one when a success-rate or p95 rule is set, and the run's
+/// it sends the rules' state changes to the sinks from its own task.
+/// [`RunSpec`](crate::RunSpec) builds one when a success-rate or p95 rule is set, and the run's
 /// report then lists every rule that fired during the run (so the exit code is 3 when one
 /// fired and no input failed).
 pub struct Alerter {

@@ -58,7 +58,7 @@ pub use imggo_batch::metrics;
 
 /// `imggo-core` (wire types, errors, hashing, retry policy), plus the batch metrics
 /// ([`Tracker`](crate::core::Tracker), [`AlertRules`](crate::core::AlertRules), ...) that
-/// now live in [`batch::metrics`](crate::batch::metrics) but were reached here before.
+/// now live in [`batch::metrics`] but were reached here before.
 pub mod core {
     pub use imggo_batch::metrics;
     pub use imggo_batch::metrics::{Alert, AlertRules, LatencySummary, Outcome, Snapshot, Tracker};
