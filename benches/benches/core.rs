@@ -4,7 +4,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use imggo_core::{ContentHash, Envelope, Job, Outcome, Tracker};
+use imggo::batch::{Outcome, Tracker};
+use imggo_core::{ContentHash, Envelope, Job};
 
 fn hashing(c: &mut Criterion) {
     let data: Vec<u8> = (0..4 << 20)

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use imggo_core::{Error, RateLimitInfo, RateLimitObserver, RetryPolicy, Tracker};
+use imggo_core::{Error, RateLimitInfo, RateLimitObserver, RetryPolicy};
+
+use crate::metrics::Tracker;
 
 /// Counts retries and 429s into the tracker around another retry policy.
 pub struct CountingRetry {

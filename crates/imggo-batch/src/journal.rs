@@ -7,7 +7,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use imggo_core::{Error, Outcome};
+use imggo_core::Error;
+
+use crate::metrics::Outcome;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

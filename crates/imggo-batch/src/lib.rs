@@ -18,6 +18,8 @@
 //! | results file and resume | [`journal`] |
 //! | summary and exit code | [`report`] |
 //! | the HTML report (charts drawn from result lines) | [`report_html`] ([`HtmlReport`]) |
+//! | alerts during the run: webhook, command | [`alert`] ([`Alerter`]) |
+//! | metrics ([`Tracker`]), alert rules, Prometheus text | [`metrics`] |
 //!
 //! A [`RunSpec`] holds what the `imggo run` command reads from its flags; its
 //! [`start`](RunSpec::start) builds the same pipeline the command runs (webhook
@@ -31,10 +33,10 @@
 
 #![deny(missing_docs, missing_debug_implementations)]
 
+pub mod alert;
 pub mod hooks;
 pub mod input;
 pub mod journal;
-#[cfg(feature = "metrics-server")]
 pub mod metrics;
 pub mod pipeline;
 mod read;
@@ -45,9 +47,11 @@ mod timing;
 #[cfg(feature = "webhook")]
 pub mod webhook;
 
+pub use alert::{AlertEvent, AlertSinks, AlertState, Alerter};
 pub use hooks::{CountingRetry, Observers};
 pub use input::{Input, Inputs};
 pub use journal::{ErrorInfo, Journal, ResultLine, ResumeKey};
+pub use metrics::{Alert, AlertRules, LatencySummary, Outcome, Severity, Snapshot, Tracker};
 pub use pipeline::{Concurrency, Pipeline, PipelineBuilder, Run, WaitMode, DEFAULT_CACHE_TTL};
 pub use read::read_bounded;
 pub use report::{PaceSummary, Report};

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use imggo_core::{Alert, Snapshot};
+use crate::metrics::{Alert, Snapshot};
 use serde::{Deserialize, Serialize};
 
 /// What a finished run amounts to.
@@ -151,7 +151,7 @@ pub fn human_bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use imggo_core::{Outcome, Tracker};
+    use crate::metrics::{Outcome, Tracker};
     use std::time::Duration;
 
     #[test]

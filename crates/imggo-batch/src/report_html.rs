@@ -9,9 +9,10 @@ use std::io::BufRead;
 use std::path::Path;
 use std::time::UNIX_EPOCH;
 
-use imggo_core::{Error, Outcome};
+use imggo_core::Error;
 
 use crate::journal::ResultLine;
+use crate::metrics::Outcome;
 use crate::report::human_bytes;
 
 /// Chart width and height (SVG user units = CSS pixels).

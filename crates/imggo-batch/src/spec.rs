@@ -20,7 +20,10 @@ use std::time::Duration;
 
 use imggo_cache::Cache;
 use imggo_core::url::HttpUrl;
-use imggo_core::{redact_url, AlertRules, Error, RateLimitObserver, RetryPolicy, Secret, Tracker};
+use imggo_core::{redact_url, Error, RateLimitObserver, RetryPolicy, Secret};
+
+use crate::alert::{AlertSinks, Alerter};
+use crate::metrics::{AlertRules, Tracker};
 use imggo_http::{Client, ClientBuilder, PollPolicy};
 use imggo_optimize::Options as OptimizeOptions;
 use imggo_ratelimit::{
@@ -60,7 +63,7 @@ impl Default for ConcurrencySpec {
 /// spec.endpoints = vec!["https://img-go.com/api".into()];
 /// spec.cache = "memory".into();
 /// spec.rps = Some(5.0);
-/// let mut started = spec.start(Arc::new(imggo_core::Tracker::new())).await?;
+/// let mut started = spec.start(Arc::new(imggo_batch::Tracker::new())).await?;
 /// let pipeline = started.take_pipeline();
 /// pipeline.prepare().await?;
 /// let mut run = pipeline.run(Inputs::new(["invoices/"]));
@@ -99,8 +102,12 @@ pub struct RunSpec {
     /// Serve Prometheus `GET /metrics` on this address.
     #[cfg(feature = "metrics-server")]
     pub metrics_addr: Option<std::net::SocketAddr>,
-    /// Alert thresholds of the report.
+    /// Alert thresholds: checked on every finished input over a sliding window while the
+    /// run goes on (see [`Alerter`]), and over the whole run in the report.
     pub alert_rules: AlertRules,
+    /// Where the alerts of the running batch go (webhook, command) and their window. An
+    /// [`Alerter`] is built when `alert_rules` holds a success-rate or p95 rule.
+    pub alerts: AlertSinks,
 }
 
 impl std::fmt::Debug for RunSpec {
@@ -120,7 +127,9 @@ impl std::fmt::Debug for RunSpec {
         d.field("webhook", &self.webhook);
         #[cfg(feature = "metrics-server")]
         d.field("metrics_addr", &self.metrics_addr);
-        d.field("alert_rules", &self.alert_rules).finish()
+        d.field("alert_rules", &self.alert_rules)
+            .field("alerts", &self.alerts)
+            .finish()
     }
 }
 
@@ -184,6 +193,7 @@ impl RunSpec {
             #[cfg(feature = "metrics-server")]
             metrics_addr: None,
             alert_rules: AlertRules::default(),
+            alerts: AlertSinks::default(),
         }
     }
 
@@ -209,6 +219,15 @@ impl RunSpec {
         limiters.extend(self.limiter().await?);
         let concurrency = self.concurrency()?;
         let (cache, deduper) = self.cache().await?;
+        let rules = &self.alert_rules;
+        let alerter = if rules.min_success_rate.is_some() || rules.max_p95.is_some() {
+            Some(Arc::new(Alerter::new(
+                self.alert_rules,
+                self.alerts.clone(),
+            )?))
+        } else {
+            None
+        };
 
         #[cfg(feature = "webhook")]
         let (wait, registration) = match &self.webhook {
@@ -241,6 +260,9 @@ impl RunSpec {
         }
         if let Some(d) = deduper {
             b = b.deduper(d);
+        }
+        if let Some(a) = alerter {
+            b = b.alerter(a);
         }
         let pipeline = b.build()?;
         #[cfg(feature = "webhook")]

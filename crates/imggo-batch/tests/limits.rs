@@ -9,8 +9,8 @@ use common::run_all;
 use std::collections::HashSet;
 use std::time::Duration;
 
+use imggo_batch::Outcome;
 use imggo_batch::{Concurrency, Journal, Pipeline, ResultLine, ResumeKey, WaitMode};
-use imggo_core::Outcome;
 use imggo_emulator::{Config, Emulator, Faults, Handle, LatencyModel, Limits};
 use imggo_http::{Client, PollPolicy};
 

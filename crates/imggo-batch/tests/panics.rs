@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use imggo_batch::Outcome;
 use imggo_batch::{Concurrency, Pipeline};
 use imggo_cache::{Cache, CacheError, CacheStats, CachedResult, Invalidation, MemoryCache};
-use imggo_core::{CacheKey, ContentHash, Outcome};
+use imggo_core::{CacheKey, ContentHash};
 use imggo_emulator::{Config, Emulator, LatencyModel};
 use imggo_http::Client;
 

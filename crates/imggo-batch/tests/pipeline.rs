@@ -11,8 +11,9 @@ use std::time::Duration;
 use imggo_batch::{
     Concurrency, CountingRetry, Inputs, Pipeline, ResultLine, WaitMode, WebhookRouter,
 };
+use imggo_batch::{Outcome, Tracker};
 use imggo_cache::FileCache;
-use imggo_core::{CreateWebhook, Outcome, Secret, Tracker};
+use imggo_core::{CreateWebhook, Secret};
 use imggo_emulator::{Config, Emulator, Faults, Handle, LatencyModel};
 use imggo_http::{Client, PollPolicy, ReceiverOptions, WebhookReceiver};
 use imggo_ratelimit::Backoff;

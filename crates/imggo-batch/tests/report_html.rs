@@ -2,8 +2,8 @@
 //! latency percentiles marked with their values, error codes counted, hostile names
 //! escaped, nothing fetched from outside, no script.
 
+use imggo_batch::metrics::Outcome;
 use imggo_batch::{ErrorInfo, HtmlReport, ResultLine};
-use imggo_core::Outcome;
 
 const HOSTILE: &str = "<script>alert(1)</script>.jpg";
 

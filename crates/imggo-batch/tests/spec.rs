@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use imggo_batch::{ConcurrencySpec, RunSpec, WebhookSpec};
-use imggo_core::{Outcome, Secret, Tracker};
+use imggo_batch::{Outcome, Tracker};
+use imggo_core::Secret;
 use imggo_emulator::{Config, Emulator, LatencyModel};
 use imggo_http::Client;
 

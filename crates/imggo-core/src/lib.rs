@@ -2,7 +2,7 @@
 //!
 //! The leaf crate of imggo-rs: the ImgGo API's wire types (both the server's and the
 //! docs' dialects), the one [`Error`] type, content hashing and cache keys, deterministic
-//! idempotency keys, rate-limit header parsing, batch metrics and a precise sleep. No async
+//! idempotency keys, rate-limit header parsing and a precise sleep. No async
 //! runtime and no HTTP stack: every other imggo crate builds on this one.
 //!
 //! ```
@@ -53,7 +53,6 @@ pub mod format;
 pub mod hash;
 pub mod idempotency;
 pub mod job;
-pub mod metrics;
 pub mod pattern;
 pub mod policy;
 pub mod ratelimit;
@@ -72,9 +71,8 @@ pub use idempotency::IdempotencyKey;
 pub use job::{
     IngestRequest, IngestResponse, Job, JobError, JobStatus, JsonManifest, Manifest, ResultFormat,
 };
-pub use metrics::{Alert, AlertRules, LatencySummary, Outcome, Severity, Snapshot, Tracker};
 pub use pattern::{CreatePattern, ListPatterns, Pattern, PatternFormat, UpdatePattern};
 pub use policy::{RateLimitObserver, RetryPolicy};
-pub use ratelimit::{Quota, RateLimitInfo};
+pub use ratelimit::{Quota, RateLimitInfo, Severity};
 pub use secret::{redact_url, Secret};
 pub use webhook::{CreateWebhook, EventKind, Webhook, WebhookEvent};

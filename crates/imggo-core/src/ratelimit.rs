@@ -139,6 +139,17 @@ pub fn parse_retry_after(v: &str, now: SystemTime) -> Option<Duration> {
     )
 }
 
+/// How serious an alert is: rate-limit usage near its limit (the pacer) and the batch
+/// metrics' alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Worth a look.
+    Warning,
+    /// Act now.
+    Critical,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

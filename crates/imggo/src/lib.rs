@@ -48,23 +48,31 @@
 
 pub use imggo_batch as batch;
 pub use imggo_cache as cache;
-pub use imggo_core as core;
 #[cfg(feature = "emulator")]
 pub use imggo_emulator as emulator;
 pub use imggo_http as http;
 pub use imggo_optimize as optimize;
 pub use imggo_ratelimit as ratelimit;
 
-#[cfg(feature = "metrics-server")]
 pub use imggo_batch::metrics;
+
+/// `imggo-core` (wire types, errors, hashing, retry policy), plus the batch metrics
+/// ([`Tracker`](crate::core::Tracker), [`AlertRules`](crate::core::AlertRules), ...) that
+/// now live in [`batch::metrics`] but were reached here before.
+pub mod core {
+    pub use imggo_batch::metrics;
+    pub use imggo_batch::metrics::{Alert, AlertRules, LatencySummary, Outcome, Snapshot, Tracker};
+    pub use imggo_core::*;
+}
 #[cfg(feature = "webhook")]
 pub use imggo_batch::webhook;
-pub use imggo_batch::{hooks, input, journal, pipeline, report, report_html, spec};
+pub use imggo_batch::{alert, hooks, input, journal, pipeline, report, report_html, spec};
 
 pub use imggo_batch::{
-    read_bounded, Concurrency, ConcurrencySpec, CountingRetry, ErrorInfo, HtmlReport, Input,
-    Inputs, Journal, PaceSummary, Pipeline, PipelineBuilder, Report, ResultLine, ResumeKey, Run,
-    RunSpec, Started, WaitMode, DEFAULT_CACHE_TTL,
+    read_bounded, AlertEvent, AlertSinks, AlertState, Alerter, Concurrency, ConcurrencySpec,
+    CountingRetry, ErrorInfo, HtmlReport, Input, Inputs, Journal, PaceSummary, Pipeline,
+    PipelineBuilder, Report, ResultLine, ResumeKey, Run, RunSpec, Started, WaitMode,
+    DEFAULT_CACHE_TTL,
 };
 #[cfg(feature = "webhook")]
 pub use imggo_batch::{WebhookRegistration, WebhookRouter, WebhookSpec};

@@ -69,6 +69,7 @@ pub struct PipelineBuilder {
     cpu_workers: usize,
     extras: Option<Value>,
     alert_rules: AlertRules,
+    alerter: Option<Arc<Alerter>>,
     skip: HashSet<String>,
 }
 
@@ -186,6 +187,13 @@ impl PipelineBuilder {
         self
     }
 
+    /// Checks the alert rules on every finished input while the run goes on and sends
+    /// their state changes (see [`Alerter`]); the report then lists every rule that fired.
+    pub fn alerter(mut self, alerter: Arc<Alerter>) -> Self {
+        self.alerter = Some(alerter);
+        self
+    }
+
     /// Inputs (by label) finished by an earlier run: skipped and counted as resumed.
     pub fn skip(mut self, done: HashSet<String>) -> Self {
         self.skip = done;
@@ -238,6 +246,7 @@ impl PipelineBuilder {
             concurrency: self.concurrency,
             cpu_workers: self.cpu_workers,
             alert_rules: self.alert_rules,
+            alerter: self.alerter,
             skip: self.skip,
         })
     }
@@ -263,6 +272,7 @@ impl Pipeline {
             cpu_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             extras: None,
             alert_rules: AlertRules::default(),
+            alerter: None,
             skip: HashSet::new(),
         }
     }

@@ -33,8 +33,7 @@ use futures_core::Stream;
 use futures_util::FutureExt;
 use imggo_cache::{Cache, CachedResult, Deduper, Role};
 use imggo_core::{
-    AlertRules, CacheKey, ContentHash, Error, Job, Manifest, Outcome, RateLimitInfo, RetryPolicy,
-    SettingsFingerprint, Tracker,
+    CacheKey, ContentHash, Error, Job, Manifest, RateLimitInfo, RetryPolicy, SettingsFingerprint,
 };
 use imggo_http::{Client, IngestOptions, PollPolicy, MAX_UNREADABLE_ANSWERS, MAX_UPLOAD_BYTES};
 use imggo_optimize::{Optimizer, Options as OptimizeOptions};
@@ -43,8 +42,10 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{field, Instrument, Span};
 
+use crate::alert::Alerter;
 use crate::input::Input;
 use crate::journal::{ErrorInfo, ResultLine};
+use crate::metrics::{AlertRules, Outcome, Tracker};
 use crate::report::{PaceSummary, Report};
 use crate::timing::JobClock;
 #[cfg(feature = "webhook")]
@@ -64,6 +65,7 @@ pub struct Pipeline {
     concurrency: Concurrency,
     cpu_workers: usize,
     alert_rules: AlertRules,
+    alerter: Option<Arc<Alerter>>,
     skip: HashSet<String>,
 }
 
@@ -155,6 +157,7 @@ pub struct Run {
     done: tokio::task::JoinHandle<(u64, u64)>,
     tracker: Arc<Tracker>,
     alert_rules: AlertRules,
+    alerter: Option<Arc<Alerter>>,
 }
 
 impl std::fmt::Debug for Run {
@@ -170,7 +173,11 @@ impl std::fmt::Debug for Run {
 impl Stream for Run {
     type Item = ResultLine;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ResultLine>> {
-        self.rx.poll_recv(cx)
+        let polled = self.rx.poll_recv(cx);
+        if let Poll::Ready(Some(line)) = &polled {
+            self.observe(line);
+        }
+        polled
     }
 }
 
@@ -185,7 +192,18 @@ impl Run {
 
     /// The next result line, or `None` when every input has one.
     pub async fn next_line(&mut self) -> Option<ResultLine> {
-        self.rx.recv().await
+        let line = self.rx.recv().await;
+        if let Some(l) = &line {
+            self.observe(l);
+        }
+        line
+    }
+
+    /// Feeds a finished input to the alerter, if any.
+    fn observe(&self, line: &ResultLine) {
+        if let Some(a) = &self.alerter {
+            a.observe(line.status, Duration::from_millis(line.latency_ms));
+        }
     }
 
     /// The final report; call after the stream has ended.
@@ -200,7 +218,18 @@ impl Run {
         } else {
             0.0
         };
-        let alerts = self.alert_rules.evaluate(&snapshot);
+        let mut alerts = self.alert_rules.evaluate(&snapshot);
+        if let Some(a) = &self.alerter {
+            // Deliveries still queued go out before the report (bounded wait), and a rule
+            // that fired during the run counts even when it had recovered by the end.
+            a.finish().await;
+            for fired in a.fired() {
+                let kind = std::mem::discriminant(&fired);
+                if !alerts.iter().any(|a| std::mem::discriminant(a) == kind) {
+                    alerts.push(fired);
+                }
+            }
+        }
         let pace = self.pacer.status();
         Report {
             inputs,
@@ -313,6 +342,7 @@ impl Pipeline {
             concurrency,
             cpu_workers,
             alert_rules,
+            alerter,
             skip,
         } = self;
         let net_slots = match &concurrency {
@@ -443,6 +473,7 @@ impl Pipeline {
             done,
             tracker,
             alert_rules,
+            alerter,
         }
     }
 }

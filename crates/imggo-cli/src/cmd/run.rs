@@ -4,14 +4,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use imggo::core::{AlertRules, Error, Secret, Tracker};
 use imggo::optimize::Options as OptimizeOptions;
 use imggo::ratelimit::LearnedPacer;
 use imggo::{
-    ConcurrencySpec, HtmlReport, Inputs, Journal, Pipeline, Report, ResultLine, ResumeKey, Run,
-    RunSpec, Started, WebhookSpec,
+    AlertSinks, ConcurrencySpec, HtmlReport, Inputs, Journal, Pipeline, Report, ResultLine,
+    ResumeKey, Run, RunSpec, Started, WebhookSpec,
 };
 
 use super::common::{seconds, usage_error, Connection, FileConfig};
@@ -92,6 +92,24 @@ pub struct Args {
     /// Alert (exit 3) when p95 latency exceeds SECONDS.
     #[arg(long, value_name = "SECONDS")]
     pub alert_p95: Option<f64>,
+    /// No alert before this many inputs have finished (in the window, and in the run).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub alert_min_samples: u64,
+    /// The alert rules are checked on every finished input over the last N inputs.
+    #[arg(long, value_name = "N", default_value_t = imggo::alert::DEFAULT_WINDOW)]
+    pub alert_window: usize,
+    /// POST each alert (firing, then resolved) as JSON to this URL (Slack incoming
+    /// webhooks accept it); retried with backoff, never fatal.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "IMGGO_ALERT_WEBHOOK",
+        hide_env_values = true
+    )]
+    pub alert_webhook: Option<String>,
+    /// Run this with `sh -c` for each alert, the JSON on stdin; a failure is only logged.
+    #[arg(long, value_name = "CMD")]
+    pub alert_command: Option<String>,
     /// No progress and no summary.
     #[arg(long)]
     pub quiet: bool,
@@ -164,6 +182,13 @@ fn spec(args: &Args, file: &FileConfig) -> Result<RunSpec, Error> {
     spec.webhook = webhook(args)?;
     spec.metrics_addr = args.metrics_addr;
     spec.alert_rules = alert_rules(args)?;
+    spec.alerts = AlertSinks {
+        webhook: args.alert_webhook.clone(),
+        command: args.alert_command.clone(),
+        window: args.alert_window,
+        quiet: args.quiet,
+        ..AlertSinks::default()
+    };
     Ok(spec)
 }
 
@@ -195,7 +220,10 @@ fn webhook(args: &Args) -> Result<Option<WebhookSpec>, Error> {
 
 /// `--alert-success-rate`, `--alert-p95`.
 fn alert_rules(args: &Args) -> Result<AlertRules, Error> {
-    let mut rules = AlertRules::default();
+    let mut rules = AlertRules {
+        min_samples: args.alert_min_samples,
+        ..AlertRules::default()
+    };
     if let Some(p) = args.alert_success_rate {
         if !(0.0..=100.0).contains(&p) {
             return Err(Error::Config(
@@ -271,9 +299,14 @@ async fn drive(
         .report
         .as_ref()
         .map(|_| HtmlReport::new(args.out.display().to_string()));
+    let mut refresh = refresher(&progress);
     loop {
         let line = tokio::select! {
             line = run.next_line() => line,
+            _ = refresh.tick() => {
+                progress.refresh(tracker, pacer, run_started);
+                continue;
+            }
             () = interrupts.as_mut().next_signal() => {
                 interrupted = interrupt(&run, interrupted);
                 continue;
@@ -301,6 +334,15 @@ async fn drive(
         interrupted,
         journal_error,
     }
+}
+
+/// Redraws the bar, or prints the plain status line, also while no input finishes (e.g.
+/// while the run waits on the rate limit).
+fn refresher(progress: &Progress) -> tokio::time::Interval {
+    let period = progress.period().unwrap_or(Duration::from_secs(3600));
+    let mut refresh = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    refresh
 }
 
 /// The total (for the ETA) costs a second walk of the inputs. A list that can be read
