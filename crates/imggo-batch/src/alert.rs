@@ -35,7 +35,7 @@
 //! ```
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -521,7 +521,7 @@ fn http_client() -> Result<HttpClient, String> {
     let mut tcp = HttpConnector::new();
     tcp.enforce_http(false);
     tcp.set_connect_timeout(Some(Duration::from_secs(5)));
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_webpki_roots(provider)
         .map_err(|e| format!("TLS setup: {e}"))?
