@@ -547,7 +547,7 @@ impl HtmlReport {
             if e.limited() {
                 limited[i] += 1;
             }
-            counted_429 += u64::from(e.rate_limited.unwrap_or(0));
+            counted_429 = counted_429.saturating_add(u64::from(e.rate_limited.unwrap_or(0)));
             match e.waited_ms {
                 Some(w) => waited[i] += w as f64 / 1000.0,
                 None => no_wait_field += 1,
@@ -625,14 +625,15 @@ impl HtmlReport {
     fn bytes_chart(&self) -> String {
         let mut svg = Svg::new("bytes", "Bytes saved by optimisation");
         let uploaded = self.entries.iter().filter(|e| e.bytes_sent > 0);
-        let (before, after) =
-            uploaded.fold((0u64, 0u64), |(a, b), e| (a + e.bytes_in, b + e.bytes_sent));
+        let (before, after) = uploaded.fold((0u64, 0u64), |(a, b), e| {
+            // Sums of numbers read from a file: saturate, never overflow.
+            (a.saturating_add(e.bytes_in), b.saturating_add(e.bytes_sent))
+        });
         let not_sent: u64 = self
             .entries
             .iter()
             .filter(|e| e.bytes_sent == 0)
-            .map(|e| e.bytes_in)
-            .sum();
+            .fold(0, |a, e| a.saturating_add(e.bytes_in));
         let saved = before.saturating_sub(after);
         let pct = if before > 0 {
             100.0 * saved as f64 / before as f64

@@ -168,3 +168,36 @@ fn a_file_of_older_lines_only_says_what_it_cannot_draw() {
     assert!(html.contains("data-code=\"QUOTA_EXHAUSTED\" data-count=\"1\""));
     assert!(html.contains("data-pct=\"p99\" data-ms=\"3\""));
 }
+
+/// A results file is data from a file: the largest numbers JSON can hold for a u64 or
+/// u32, and times from year 1 to year 9999, draw a report instead of overflowing.
+#[test]
+fn extreme_numbers_and_times_draw_a_report() {
+    let mut file = Vec::new();
+    for (i, (at, status)) in [
+        ("0001-01-01T00:00:00Z", "succeeded"),
+        ("9999-12-31T23:59:59Z", "failed"),
+        ("2026-12-03T00:00:00Z", "cached"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let error = if status == "failed" {
+            r#"{"code":"X","message":"m"}"#
+        } else {
+            "null"
+        };
+        file.extend_from_slice(
+            format!(
+                r#"{{"input":"in{i}","content_hash":null,"pattern_id":"p","job_id":null,"status":"{status}","manifest":null,"error":{error},"attempts":{},"latency_ms":{},"bytes_in":{},"bytes_sent":{},"finished_at":"{at}","rate_limited":{},"waited_ms":{}}}"#,
+                u32::MAX, u64::MAX, u64::MAX, u64::MAX, u32::MAX, u64::MAX
+            )
+            .as_bytes(),
+        );
+        file.push(b'\n');
+    }
+    let report = HtmlReport::read("extreme", &file[..]).unwrap();
+    let html = report.render();
+    assert_eq!(html.matches("<svg").count(), 6);
+    assert!(html.contains("data-code=\"X\" data-count=\"1\""), "{html}");
+}
