@@ -117,6 +117,20 @@ fn status_colour(s: Outcome) -> &'static str {
     }
 }
 
+/// True for a FIFO or a pipe (`imggo report /dev/stdin` under a shell pipe).
+fn is_pipe(f: &std::fs::File) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        f.metadata().is_ok_and(|m| m.file_type().is_fifo())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = f;
+        false
+    }
+}
+
 /// Time buckets of the timeline charts.
 #[derive(Debug)]
 struct Timeline {
@@ -166,6 +180,13 @@ impl HtmlReport {
             source,
         };
         let f = std::fs::File::open(path).map_err(io)?;
+        // A results file is read to its end: a device such as `/dev/zero` has none.
+        if !f.metadata().map_err(io)?.is_file() && !is_pipe(&f) {
+            return Err(Error::InvalidInput {
+                input: path.display().to_string(),
+                reason: "not a regular file or a pipe".into(),
+            });
+        }
         Self::read(path.display().to_string(), std::io::BufReader::new(f)).map_err(io)
     }
 

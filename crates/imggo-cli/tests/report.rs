@@ -125,3 +125,18 @@ async fn run_report_and_report_subcommand_draw_the_same_run() {
     assert_eq!(o.status.code(), Some(1));
     handle.shutdown().await;
 }
+
+/// A device has no end to read to: `imggo report /dev/zero` is refused at once, naming
+/// it, instead of reading forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_is_refused_not_read_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_imggo"));
+    cmd.args(["report", "/dev/zero", "--out"])
+        .arg(dir.path().join("r.html"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let o = output(cmd).await;
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("/dev/zero"), "{}", stderr(&o));
+}
