@@ -178,13 +178,9 @@ impl Journal {
         if let Some(key) = resume.filter(|_| regular) {
             match File::open(path) {
                 Ok(f) => {
-                    for line in BufReader::new(f).split(b'\n') {
-                        let line = line.map_err(|source| io_error(path, source))?;
-                        if line.trim_ascii().is_empty() {
-                            continue;
-                        }
-                        match serde_json::from_slice::<ResultLine>(&line) {
-                            Ok(r) if key.matches(&r) => {
+                    for line in result_lines(BufReader::new(f)) {
+                        match line.map_err(|source| io_error(path, source))? {
+                            Some(r) if key.matches(&r) => {
                                 if r.status != Outcome::Failed {
                                     done.insert(r.input);
                                 } else {
@@ -194,8 +190,8 @@ impl Journal {
                                     }
                                 }
                             }
-                            Ok(_) => {}
-                            Err(_) => torn += 1,
+                            Some(_) => {}
+                            None => torn += 1,
                         }
                     }
                 }
@@ -252,6 +248,18 @@ impl Journal {
 }
 
 /// The journal's file, created (see [`Journal::start`]) by the first call.
+/// The lines of a results file: `Some` for a result line, `None` for one that does not
+/// parse (cut by a kill, not UTF-8, damaged); blank lines are left out.
+pub fn result_lines(
+    reader: impl BufRead,
+) -> impl Iterator<Item = std::io::Result<Option<ResultLine>>> {
+    reader.split(b'\n').filter_map(|line| match line {
+        Err(e) => Some(Err(e)),
+        Ok(l) if l.trim_ascii().is_empty() => None,
+        Ok(l) => Some(Ok(serde_json::from_slice(&l).ok())),
+    })
+}
+
 fn file<'a>(slot: &'a mut Option<File>, path: &Path, resume: bool) -> Result<&'a mut File, Error> {
     let file = match slot.take() {
         Some(f) => f,

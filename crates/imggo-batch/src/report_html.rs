@@ -160,14 +160,10 @@ impl HtmlReport {
     /// UTF-8, not a result line) are skipped and counted ([`HtmlReport::skipped`]).
     pub fn read(title: impl Into<String>, reader: impl BufRead) -> std::io::Result<Self> {
         let mut r = Self::new(title);
-        for line in reader.split(b'\n') {
-            let line = line?;
-            if line.trim_ascii().is_empty() {
-                continue;
-            }
-            match serde_json::from_slice::<ResultLine>(&line) {
-                Ok(l) => r.add(&l),
-                Err(_) => r.skip(),
+        for line in crate::journal::result_lines(reader) {
+            match line? {
+                Some(l) => r.add(&l),
+                None => r.skip(),
             }
         }
         Ok(r)

@@ -93,15 +93,16 @@ fn classify(e: &(dyn StdError + 'static)) -> TransportKind {
     TransportKind::Other
 }
 
-/// True for a rustls error (never without the `rustls` feature).
+/// True for a rustls error.
+#[cfg(feature = "rustls")]
 fn is_tls(e: &(dyn StdError + 'static)) -> bool {
-    #[cfg(feature = "rustls")]
-    return e.downcast_ref::<rustls::Error>().is_some();
-    #[cfg(not(feature = "rustls"))]
-    return {
-        let _ = e;
-        false
-    };
+    e.downcast_ref::<rustls::Error>().is_some()
+}
+
+/// Never a TLS error without the `rustls` feature.
+#[cfg(not(feature = "rustls"))]
+fn is_tls(_: &(dyn StdError + 'static)) -> bool {
+    false
 }
 
 fn has_io_kind(e: &(dyn StdError + 'static), kinds: &[std::io::ErrorKind]) -> bool {
