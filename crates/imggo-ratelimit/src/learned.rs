@@ -16,9 +16,15 @@
 //! - **Paced**: sends go one interval apart. A 429 raises the interval (2 %, growing while
 //!   refusals keep coming soon after each other) and, when refusals show the server is
 //!   saturated, jumps to the interval measured from the accepted sends between two
-//!   refusals — the server's own rate, whatever its burst. Runs of accepted sends lower
-//!   the interval: in small steps near the last refusal, in doubling steps away from it,
-//!   so a limit that was raised (another worker stopped) is found again quickly.
+//!   refusals — the server's own rate, whatever its burst. The odd 429 gives its slot
+//!   back (the server did not count it). Runs of accepted sends lower the interval: in
+//!   small steps near the last refusal and for a while below it, in doubling steps far
+//!   from it, so a limit that was raised (another worker stopped) is found again.
+//!
+//! Gaps are kept between *arrivals*, not sends: an answer that came later than the
+//! median round trip says its request reached the server late (a busy machine, a slow
+//! upload), and the next send keeps one interval from that arrival. A server that
+//! allows no burst refuses a request that arrives a millisecond early.
 //!
 //! A known minimum gap (the account's `burstLimit.seconds`, see
 //! [`LearnedPacer::set_min_interval`]) starts the pacer paced and is never undercut.
@@ -69,7 +75,8 @@ pub struct PaceConfig {
     pub base_step: f64,
     /// The largest step down, reached by doubling away from the last refusal (default 8 %).
     pub max_step: f64,
-    /// Accepted sends in a row before each step down (default 8).
+    /// Accepted sends in a row before each small step down (default 16); doubling steps
+    /// come after half as many.
     pub clean_run: u32,
     /// Discovery ends when the bracket's upper bound is within this ratio of its lower
     /// bound (default 1.08).
@@ -88,7 +95,7 @@ impl Default for PaceConfig {
             quick_repeat: 20,
             base_step: 0.002,
             max_step: 0.08,
-            clean_run: 8,
+            clean_run: 16,
             converge_ratio: 1.08,
             max_probes: 16,
             window: Duration::from_secs(5),
@@ -319,6 +326,14 @@ const REFUSED_HOLD_SHARE: f64 = 0.7;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Events kept for the measurements.
 const MAX_EVENTS: usize = 512;
+/// The most a measurement between two refusals raises the interval by at once (a
+/// burst of one at the cap makes it overstate the server's interval by up to two sends
+/// in the count; further refusals raise it again).
+const MAX_MEASURED_RAISE: f64 = 0.1;
+/// Small steps down taken below the last refusal's interval before they double again.
+const SLOW_PROBE_STEPS: u32 = 8;
+/// Round trips the median is taken from, for [`Core::arrival`].
+const RTT_SAMPLES: usize = 32;
 
 struct Waiting<'a>(&'a AtomicUsize);
 
@@ -338,6 +353,10 @@ enum Mode {
 #[derive(Debug, Clone, Copy)]
 struct Event {
     sent: Instant,
+    /// When the send reached the server, on the sender's clock: the send time, or later
+    /// when its answer came later than the fastest answers lately (see
+    /// [`Core::arrival`]).
+    arrived: Instant,
     ok: bool,
 }
 
@@ -363,6 +382,8 @@ struct Core {
     lo: Duration,
     hi: Duration,
     events: VecDeque<Event>,
+    /// Round trips of the latest answers with a verdict, for [`Core::arrival`].
+    rtts: VecDeque<Duration>,
     /// The interval at the last 429 (Paced).
     fail: Option<Duration>,
     /// When pacing began.
@@ -372,6 +393,8 @@ struct Core {
     raise: f64,
     accepted_at_raise: u64,
     clean: u32,
+    /// Steps down taken below the last refusal's interval since then.
+    below_steps: u32,
     step: f64,
     accepted: u64,
     refused: u64,
@@ -410,12 +433,14 @@ impl Core {
             lo: Duration::ZERO,
             hi: Duration::ZERO,
             events: VecDeque::new(),
+            rtts: VecDeque::new(),
             fail: None,
             paced_since: None,
             raised_at: None,
             raise: cfg.raise,
             accepted_at_raise: 0,
             clean: 0,
+            below_steps: 0,
             step: cfg.base_step,
             accepted: 0,
             refused: 0,
@@ -568,8 +593,10 @@ impl Core {
                 if self.probe.is_some() {
                     return None;
                 }
+                // The first probe low in the bracket: an accepted probe far above the
+                // limit wastes the time up to it, a refused one below it costs nothing.
                 let gap = if self.lo.is_zero() {
-                    self.hi / 4
+                    self.hi / 8
                 } else {
                     Duration::from_secs_f64((self.lo.as_secs_f64() * self.hi.as_secs_f64()).sqrt())
                 };
@@ -625,14 +652,34 @@ impl Core {
         }
     }
 
-    /// The latest accepted send before `t`.
+    /// When the latest accepted send before the one sent at `t` arrived.
     fn accept_before(&self, t: Instant) -> Option<Instant> {
         self.events
             .iter()
             .rev()
             .filter(|e| e.sent < t)
             .find(|e| e.ok)
-            .map(|e| e.sent)
+            .map(|e| e.arrived)
+    }
+
+    /// When the send of `sent`, answered at `now`, reached the server, on the sender's
+    /// clock: later than `sent` by as much as its round trip exceeds the median of the
+    /// latest ones. A server counts a request when it arrives, and an upload that a busy
+    /// machine or link held up arrives late: the next send, one interval after it, must
+    /// not arrive less than one interval after it (with a burst of one, or a minimum
+    /// gap, it would be refused). The excess may have been on the way back instead;
+    /// then the next send goes that much later than it had to, which costs less than a
+    /// refusal.
+    fn arrival(&mut self, sent: Instant, now: Instant) -> Instant {
+        let rtt = now.saturating_duration_since(sent);
+        self.rtts.push_back(rtt);
+        while self.rtts.len() > RTT_SAMPLES {
+            self.rtts.pop_front();
+        }
+        let mut recent: Vec<Duration> = self.rtts.iter().copied().collect();
+        let mid = recent.len() / 2;
+        let typical = *recent.select_nth_unstable(mid).1;
+        sent + rtt.saturating_sub(typical)
     }
 
     /// Whether a refusal of the send at `sent` can only come from another sender of the
@@ -655,9 +702,9 @@ impl Core {
         true // none of its own sends was accepted: another one set the server's clock
     }
 
-    fn record(&mut self, sent: Instant, ok: bool) {
+    fn record(&mut self, sent: Instant, arrived: Instant, ok: bool) {
         let at = self.events.partition_point(|e| e.sent <= sent);
-        self.events.insert(at, Event { sent, ok });
+        self.events.insert(at, Event { sent, arrived, ok });
         while self.events.len() > MAX_EVENTS {
             self.events.pop_front();
         }
@@ -688,43 +735,49 @@ impl Core {
                 pending += 1;
             } else {
                 if first.is_none() {
-                    first = Some(e.sent);
+                    first = Some(e.arrived);
                 } else {
                     between += pending;
                 }
                 pending = 0;
-                last = Some(e.sent);
+                last = Some(e.arrived);
             }
         }
         let (first, last) = (first?, last?);
-        (between >= 4).then(|| (last - first) / between)
+        (between >= 4).then(|| last.saturating_duration_since(first) / between)
     }
 
     /// The server's interval measured between the previous refusal and the one sent at
     /// `sent`: a bucket is empty at both, so the sends it accepted in between took it
     /// that long each (a minimum gap gives about the pace itself). Needs 8 accepted sends
     /// in between.
-    fn between_refusals(&self, sent: Instant) -> Option<Duration> {
+    fn between_refusals(&self, sent: Instant, arrived: Instant) -> Option<Duration> {
         let earlier = self.events.iter().rev().skip_while(|e| e.sent >= sent);
         let (accepted, previous) = earlier
             .enumerate()
             .find(|(_, e)| !e.ok)
-            .map(|(i, e)| (i as u32, e.sent))?;
+            .map(|(i, e)| (i as u32, e.arrived))?;
         let alone = self.alone_since().is_none_or(|a| previous > a);
-        (accepted >= 8 && alone).then(|| (sent - previous) / accepted)
+        (accepted >= 8 && alone).then(|| arrived.saturating_duration_since(previous) / accepted)
     }
 
     fn feedback(&mut self, sent: Instant, ok: bool, retry_after: Option<Duration>, now: Instant) {
         let before = self.accept_before(sent);
-        self.record(sent, ok);
+        let arrived = self.arrival(sent, now);
+        self.record(sent, arrived, ok);
         if ok {
             self.accepted += 1;
             self.first_accept = Some(self.first_accept.map_or(sent, |f| f.min(sent)));
-            self.last_accept = Some(self.last_accept.map_or(sent, |l| l.max(sent)));
+            self.last_accept = Some(self.last_accept.map_or(arrived, |l| l.max(arrived)));
+            // Nothing was sent after it yet: the next send keeps one interval from when
+            // it arrived.
+            if self.mode == Mode::Paced && self.sends.back() == Some(&sent) {
+                self.next_slot = self.next_slot.max(arrived + self.interval);
+            }
         } else {
             self.refused += 1;
         }
-        let gap = before.map(|b| sent - b);
+        let gap = before.map(|b| arrived.saturating_duration_since(b));
         if !ok && self.mode == Mode::Paced && !self.contended(now) && self.refused_by_others(sent) {
             // Another sender of the account is here before its usage count shows it:
             // assume it takes half the rate until the count says how much.
@@ -768,7 +821,7 @@ impl Core {
                     }
                 }
             }
-            Mode::Paced => self.on_refusal_paced(sent, now),
+            Mode::Paced => self.on_refusal_paced(sent, arrived, now),
         }
     }
 
@@ -821,15 +874,32 @@ impl Core {
     }
 
     fn on_accept_paced(&mut self) {
+        // Close above the last refusal's interval: small steps (the limit is likely just
+        // below). Below it, small steps too for a while: the server refused about there,
+        // and with a burst it says so only once the burst is used up. Far above it, or
+        // long below it, steps double and come twice as often: back to it quickly after
+        // a large raise, and on to a limit that was raised.
+        let near = self.fail.is_some_and(|f| {
+            if self.interval < f {
+                self.below_steps < SLOW_PROBE_STEPS
+            } else {
+                self.interval <= scale(f, 1.0 + self.cfg.raise)
+            }
+        });
         self.clean += 1;
-        if self.clean < self.cfg.clean_run {
+        let run = if near {
+            self.cfg.clean_run
+        } else {
+            self.cfg.clean_run.div_ceil(2)
+        };
+        if self.clean < run {
             return;
         }
         self.clean = 0;
-        let near = self.fail.is_some_and(|f| {
-            self.interval <= scale(f, 1.0 + 3.0 * self.cfg.raise) && self.interval >= scale(f, 0.99)
-        });
         let step = if near {
+            if self.fail.is_some_and(|f| self.interval < f) {
+                self.below_steps += 1;
+            }
             self.cfg.base_step
         } else {
             let s = self.step;
@@ -839,7 +909,7 @@ impl Core {
         self.interval = scale(self.interval, 1.0 - step).max(self.paced_floor());
     }
 
-    fn on_refusal_paced(&mut self, sent: Instant, now: Instant) {
+    fn on_refusal_paced(&mut self, sent: Instant, arrived: Instant, now: Instant) {
         if self.raised_at.is_some_and(|r| sent < r) {
             return; // sent before the last raise: already answered
         }
@@ -851,20 +921,35 @@ impl Core {
         };
         self.fail = Some(self.interval);
         let mut next = scale(self.interval, 1.0 + self.raise);
-        if let Some(measured) = self
-            .saturated_interval(now)
-            .or_else(|| self.between_refusals(sent))
-        {
-            let measured = scale(measured, 1.0 + self.cfg.margin);
-            if measured > next {
-                next = measured;
+        // Only a quick repeat says the pace is too fast: one refusal after a long clean
+        // run is the odd early arrival, and the sends between two such measure this
+        // pacer's own pace, not the server's.
+        let between = || {
+            self.between_refusals(sent, arrived)
+                .filter(|_| quick)
+                .map(|m| m.min(scale(self.interval, 1.0 + MAX_MEASURED_RAISE)))
+        };
+        if let Some(measured) = self.saturated_interval(now).or_else(between) {
+            if scale(measured, 1.0 + self.cfg.margin) > next {
+                next = scale(measured, 1.0 + self.cfg.margin);
+                // The server's own interval: what is refused below it.
+                self.fail = Some(measured);
             }
         }
         self.interval = next.max(self.floor);
-        self.next_slot = self.after_last_accept(now);
+        self.next_slot = if !quick && self.sends.back() == Some(&sent) {
+            // The odd refusal, and nothing was sent after it: the server did not count
+            // it, so its slot is given back and the next send goes one (raised) interval
+            // after the last accepted one, not after the refused one. (Refusals in a row
+            // mean a drained bucket: there the slot is kept.)
+            self.last_accept.map_or(now, |a| a + self.interval).max(now)
+        } else {
+            self.after_last_accept(now)
+        };
         self.raised_at = Some(now);
         self.accepted_at_raise = self.accepted;
         self.clean = 0;
+        self.below_steps = 0;
         self.step = self.cfg.base_step;
     }
 
@@ -965,9 +1050,38 @@ mod tests {
         refused: u64,
     }
 
-    /// Sends until `n` are accepted, with `tasks` callers and a random network delay of
-    /// 0.3 to 2.3 ms each way.
-    fn simulate(model: Model, n: u64, tasks: usize, floor: Option<Duration>) -> Outcome {
+    /// The network and service between a pacer and its server.
+    #[derive(Debug, Clone, Copy)]
+    struct Net {
+        /// Share of requests whose upload is slow (5 to 30 ms more), as a busy machine
+        /// or a congested link makes some.
+        slow: f64,
+        /// Share of requests answered 503 without a verdict on the limit (the input is
+        /// sent again 1 s later).
+        fail_503: f64,
+    }
+
+    /// 0.3 to 2.3 ms up, 0.3 to 1.3 ms down, nothing lost.
+    const CALM: Net = Net {
+        slow: 0.0,
+        fail_503: 0.0,
+    };
+    /// As the bench's hostile rows and a busy client machine: 2 % slow uploads, 5 % 503s.
+    const HOSTILE: Net = Net {
+        slow: 0.02,
+        fail_503: 0.05,
+    };
+
+    /// A server's answer in the simulation.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+    enum Answer {
+        Accepted,
+        Refused(Duration),
+        Unavailable,
+    }
+
+    /// Sends until `n` are accepted, with `tasks` callers over `net`.
+    fn simulate(model: Model, n: u64, tasks: usize, floor: Option<Duration>, net: Net) -> Outcome {
         let t0 = Instant::now();
         let mut core = Core::new(PaceConfig::default(), t0);
         if let Some(f) = floor {
@@ -975,17 +1089,17 @@ mod tests {
         }
         let mut server = Server::new(model);
         let mut rng = 0x2545_f491_4f6c_dd1du64;
-        let mut jitter = move || {
+        let mut draw = move || {
             rng ^= rng << 13;
             rng ^= rng >> 7;
             rng ^= rng << 17;
-            Duration::from_micros(300 + rng % 2000)
+            rng
         };
+        let unit = |r: u64| (r % 1_000_000) as f64 / 1e6;
         // (time a caller is ready again), and answers (time, ticket, verdict).
         let mut ready: BinaryHeap<Reverse<Duration>> =
             (0..tasks).map(|_| Reverse(Duration::ZERO)).collect();
-        let mut answers: BinaryHeap<Reverse<(Duration, Duration, Option<Duration>)>> =
-            BinaryHeap::new();
+        let mut answers: BinaryHeap<Reverse<(Duration, Duration, Answer)>> = BinaryHeap::new();
         let (mut now, mut accepted, mut refused) = (Duration::ZERO, 0u64, 0u64);
         let (mut sent_late, mut refused_late) = (0u64, 0u64);
         let late = Duration::from_secs(5);
@@ -1004,8 +1118,20 @@ mod tests {
                     }
                     ready.pop();
                     core.commit(t0 + s, t0 + s);
-                    let verdict = server.check(s + jitter()).err();
-                    answers.push(Reverse((s + jitter() + jitter(), s, verdict)));
+                    let mut up = Duration::from_micros(300 + draw() % 2000);
+                    if unit(draw()) < net.slow {
+                        up += Duration::from_micros(5_000 + draw() % 25_000);
+                    }
+                    let down = Duration::from_micros(300 + draw() % 1000);
+                    let verdict = if unit(draw()) < net.fail_503 {
+                        Answer::Unavailable
+                    } else {
+                        match server.check(s + up) {
+                            Ok(()) => Answer::Accepted,
+                            Err(ra) => Answer::Refused(ra),
+                        }
+                    };
+                    answers.push(Reverse((s + up + down, s, verdict)));
                     if s >= late {
                         sent_late += 1;
                     }
@@ -1014,12 +1140,12 @@ mod tests {
                     let Reverse((t, ticket, verdict)) = answers.pop().expect("peeked");
                     now = t;
                     match verdict {
-                        None => {
+                        Answer::Accepted => {
                             accepted += 1;
                             core.feedback(t0 + ticket, true, None, t0 + t);
                             ready.push(Reverse(t));
                         }
-                        Some(ra) => {
+                        Answer::Refused(ra) => {
                             refused += 1;
                             if ticket >= late {
                                 refused_late += 1;
@@ -1028,6 +1154,11 @@ mod tests {
                             // The refused input waits out its Retry-After without holding
                             // a concurrency slot: the next input takes the slot now.
                             ready.push(Reverse(t));
+                        }
+                        Answer::Unavailable => {
+                            core.unused(t0 + ticket);
+                            // Sent again after the 503's `Retry-After: 1`, holding its slot.
+                            ready.push(Reverse(t + Duration::from_secs(1)));
                         }
                     }
                 }
@@ -1044,11 +1175,17 @@ mod tests {
     }
 
     fn check(model: Model, n: u64, ideal: Duration, floor: Option<Duration>) {
-        let o = simulate(model, n, 10, floor);
+        for net in [CALM, HOSTILE] {
+            check_on(model, n, ideal, floor, net);
+        }
+    }
+
+    fn check_on(model: Model, n: u64, ideal: Duration, floor: Option<Duration>, net: Net) {
+        let o = simulate(model, n, 10, floor, net);
         let share = ideal.as_secs_f64() / o.elapsed.as_secs_f64();
         let late = o.refused_late as f64 / o.sent_late.max(1) as f64;
         eprintln!(
-            "{model:?}: {:.2} s for ideal {:.2} s ({:.1} %), {} refused, {} of {} after 5 s",
+            "{model:?} {net:?}: {:.2} s for ideal {:.2} s ({:.1} %), {} refused, {} of {} after 5 s",
             o.elapsed.as_secs_f64(),
             ideal.as_secs_f64(),
             100.0 * share,
@@ -1058,12 +1195,12 @@ mod tests {
         );
         assert!(
             share >= 0.95,
-            "{model:?}: {:.1} % of the allowed rate",
+            "{model:?} {net:?}: {:.1} % of the allowed rate",
             100.0 * share
         );
         assert!(
             late <= 0.02,
-            "{model:?}: {:.1} % refused after 5 s",
+            "{model:?} {net:?}: {:.1} % refused after 5 s",
             100.0 * late
         );
     }
