@@ -19,8 +19,11 @@ pub struct AdaptiveConfig {
     /// Factor applied to the limit on a drop or latency inflation (0 < f < 1).
     pub backoff_ratio: f64,
     /// Latency counts as inflated when the smoothed latency exceeds the baseline (the
-    /// best recent latency) by this factor.
+    /// best recent latency) by this factor...
     pub tolerance: f64,
+    /// ...and by at least this much: a millisecond more on a loopback round trip of one
+    /// is scheduling noise, not a queue at the server.
+    pub min_inflation: Duration,
     /// Weight of a new sample in the smoothed latency (0 < w ≤ 1).
     pub smoothing: f64,
     /// The baseline latency is the least seen in the last one to two of these windows.
@@ -28,7 +31,8 @@ pub struct AdaptiveConfig {
 }
 
 impl Default for AdaptiveConfig {
-    /// Start at 4, between 1 and 64, back off to 90 %, tolerate 2× the baseline latency.
+    /// Start at 4, between 1 and 64, back off to 90 %, tolerate 2× the baseline latency
+    /// or 5 ms more, whichever is more.
     fn default() -> Self {
         Self {
             initial: 4,
@@ -36,6 +40,7 @@ impl Default for AdaptiveConfig {
             max: 64,
             backoff_ratio: 0.9,
             tolerance: 2.0,
+            min_inflation: Duration::from_millis(5),
             smoothing: 0.2,
             baseline_window: Duration::from_secs(30),
         }
@@ -241,7 +246,10 @@ impl Shared {
                 let holding = s
                     .last_decrease
                     .is_some_and(|t| now.duration_since(t) < smoothed * 2);
-                if smoothed > baseline.mul_f64(self.config.tolerance) {
+                let inflated = baseline
+                    .mul_f64(self.config.tolerance)
+                    .max(baseline + self.config.min_inflation);
+                if smoothed > inflated {
                     self.decrease(&mut s, now);
                 } else if !holding && f64::from(in_flight) * 2.0 >= s.limit {
                     s.limit += if s.slow_start { 1.0 } else { 1.0 / s.limit };

@@ -1268,7 +1268,7 @@ mod tests {
 
     /// Two pacers of one account (two processes), each with 10 callers and its own
     /// inputs, sharing one server limit; both read the account's accepted count every
-    /// 500 ms (250 ms while one is held). Returns (time until both are done, refusals after 5 s, sends after 5 s).
+    /// 500 ms (100 ms while one is held). Returns (time until both are done, refusals after 5 s, sends after 5 s).
     fn simulate_shared(
         model: Model,
         n: [u64; 2],
@@ -1371,7 +1371,7 @@ mod tests {
                 }
                 // As the pipeline reads usage: faster while held by the other.
                 let held = cores.iter().any(|c| c.holding);
-                sample += Duration::from_millis(if held { 250 } else { 500 });
+                sample += Duration::from_millis(if held { 100 } else { 500 });
             }
             assert!(
                 now < Duration::from_secs(600),

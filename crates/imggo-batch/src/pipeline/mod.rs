@@ -483,7 +483,7 @@ impl Pipeline {
 const ACCOUNT_POLL: Duration = Duration::from_millis(500);
 /// How often it is read while others of the account hold its whole rate, so that this
 /// run takes over soon after they stop.
-const ACCOUNT_POLL_HELD: Duration = Duration::from_millis(250);
+const ACCOUNT_POLL_HELD: Duration = Duration::from_millis(100);
 
 /// Feeds the account's accepted-ingest count to the pacer while the run is paced (one
 /// `GET /user/usage` per [`ACCOUNT_POLL`]; none while nothing limits the run).
