@@ -75,7 +75,9 @@ pub use idempotency::IdempotencyKey;
 pub use job::{
     IngestRequest, IngestResponse, Job, JobError, JobStatus, JsonManifest, Manifest, ResultFormat,
 };
-pub use pattern::{CreatePattern, ListPatterns, Pattern, PatternFormat, UpdatePattern};
+pub use pattern::{
+    CreatePattern, ListPatterns, Pattern, PatternFormat, PatternSchemas, UpdatePattern,
+};
 pub use policy::{RateLimitObserver, RetryPolicy};
 pub use ratelimit::{Quota, RateLimitInfo, Severity};
 pub use secret::{redact_url, Secret};
