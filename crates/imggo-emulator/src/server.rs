@@ -114,7 +114,11 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bod
     };
     let mut resp = match fault {
         Fault::Fail500 => {
-            state.counters.faults.http_500.fetch_add(1, Ordering::Relaxed);
+            state
+                .counters
+                .faults
+                .http_500
+                .fetch_add(1, Ordering::Relaxed);
             error(
                 state.dialect(),
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -124,7 +128,11 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bod
             )
         }
         Fault::Fail503 => {
-            state.counters.faults.http_503.fetch_add(1, Ordering::Relaxed);
+            state
+                .counters
+                .faults
+                .http_503
+                .fetch_add(1, Ordering::Relaxed);
             let mut r = error(
                 state.dialect(),
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -148,7 +156,11 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bod
         resp = reply::gzip(resp);
     }
     if fault == Fault::Drop {
-        state.counters.faults.dropped.fetch_add(1, Ordering::Relaxed);
+        state
+            .counters
+            .faults
+            .dropped
+            .fetch_add(1, Ordering::Relaxed);
         resp = reply::truncate(resp);
     }
     state.counters.answered(label, resp.status().as_u16());
@@ -183,23 +195,15 @@ async fn dispatch(state: &Arc<State>, route: &Route<'_>, parts: &Parts, body: In
     } else {
         match state.authenticate(parts.headers.get(AUTHORIZATION)) {
             Ok(u) => Some(u),
-            Err(AuthError::Missing) => {
-                return error(
-                    d,
-                    StatusCode::UNAUTHORIZED,
-                    "MISSING_AUTHORIZATION",
-                    "Missing or malformed Authorization header (expected: Bearer <api key>)",
-                    None,
-                )
-            }
-            Err(AuthError::Unknown) => {
-                return error(
-                    d,
-                    StatusCode::UNAUTHORIZED,
-                    "INVALID_API_KEY",
-                    "Invalid API key",
-                    None,
-                )
+            Err(e) => {
+                let (code, message) = match e {
+                    AuthError::Missing => (
+                        "MISSING_AUTHORIZATION",
+                        "Missing or malformed Authorization header (expected: Bearer <api key>)",
+                    ),
+                    AuthError::Unknown => ("INVALID_API_KEY", "Invalid API key"),
+                };
+                return error(d, StatusCode::UNAUTHORIZED, code, message, None);
             }
         }
     };
@@ -214,13 +218,7 @@ async fn dispatch(state: &Arc<State>, route: &Route<'_>, parts: &Parts, body: In
             },
             Route::DemoStatus(id) => demo::status(state, id),
             Route::MethodNotAllowed(allowed) => handlers::method_not_allowed(state, parts, allowed),
-            _ => error(
-                d,
-                StatusCode::NOT_FOUND,
-                "NOT_FOUND",
-                format!("No route for {} {}", parts.method, parts.uri.path()),
-                None,
-            ),
+            _ => no_route(state, parts),
         };
     };
     let needs_body = matches!(
@@ -263,12 +261,17 @@ async fn dispatch(state: &Arc<State>, route: &Route<'_>, parts: &Parts, body: In
         Route::DemoProcess
         | Route::DemoStatus(_)
         | Route::MethodNotAllowed(_)
-        | Route::NotFound => error(
-            d,
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-            format!("No route for {} {}", parts.method, parts.uri.path()),
-            None,
-        ),
+        | Route::NotFound => no_route(state, parts),
     }
+}
+
+/// 404 for a method and path the emulator does not serve.
+fn no_route(state: &State, parts: &Parts) -> Reply {
+    error(
+        state.dialect(),
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        format!("No route for {} {}", parts.method, parts.uri.path()),
+        None,
+    )
 }

@@ -73,7 +73,8 @@ pub(crate) fn job_finished(state: &Arc<State>, job: &Job) {
     for (url, secret) in targets {
         let n = state
             .counters
-            .webhooks.attempted
+            .webhooks
+            .attempted
             .fetch_add(1, Ordering::Relaxed);
         let loss = state.config.faults.webhook_loss;
         if loss > 0.0 && rng::unit(state.config.seed, Stream::WebhookLoss, n) < loss {
@@ -126,14 +127,16 @@ async fn deliver(state: Arc<State>, url: String, sig: String, body: Bytes) {
         if post(&state, &url, &sig, body.clone()).await {
             state
                 .counters
-                .webhooks.delivered
+                .webhooks
+                .delivered
                 .fetch_add(1, Ordering::Relaxed);
             return;
         }
     }
     state
         .counters
-        .webhooks.failed
+        .webhooks
+        .failed
         .fetch_add(1, Ordering::Relaxed);
 }
 

@@ -7,8 +7,7 @@ use std::process::ExitCode;
 use futures_util::StreamExt;
 use imggo::core::{
     CreatePattern, CreateWebhook, Error, ListPatterns, PatternFormat, PatternSchemas, ResultFormat,
-    Secret,
-    UpdatePattern,
+    Secret, UpdatePattern,
 };
 use imggo::http::{Client, ReceiverOptions, WebhookReceiver};
 use serde::Serialize;
