@@ -296,21 +296,22 @@ impl Snapshot {
             "Finished inputs per second.",
             &[(String::new(), self.throughput)],
         );
-        if let Some(r) = self.success_rate {
-            metric(
+        let ratios = [
+            (
                 "success_ratio",
-                "gauge",
                 "Share of inputs that ended with a result.",
-                &[(String::new(), r)],
-            );
-        }
-        if let Some(u) = self.rate_limit_usage {
-            metric(
+                self.success_rate,
+            ),
+            (
                 "rate_limit_usage_ratio",
-                "gauge",
                 "Share of the rate-limit budget used.",
-                &[(String::new(), u)],
-            );
+                self.rate_limit_usage,
+            ),
+        ];
+        for (name, help, value) in ratios {
+            if let Some(v) = value {
+                metric(name, "gauge", help, &[(String::new(), v)]);
+            }
         }
         let l = &self.latency;
         metric(

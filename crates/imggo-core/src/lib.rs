@@ -3,7 +3,8 @@
 //! The leaf crate of imggo-rs: the ImgGo API's wire types (both the server's and the
 //! docs' dialects), the one [`Error`] type, content hashing and cache keys, deterministic
 //! idempotency keys, rate-limit header parsing and a precise sleep. No async
-//! runtime and no HTTP stack: every other imggo crate builds on this one.
+//! runtime and no HTTP stack by default (the `server` feature adds `server::accept_loop`, the one
+//! accept loop of the workspace's HTTP servers): every other imggo crate builds on this one.
 //!
 //! ```
 //! use imggo_core::{ContentHash, IdempotencyKey, Job, JobStatus, Envelope};
@@ -47,6 +48,7 @@ macro_rules! serde_via_str {
 
 pub mod account;
 pub mod backoff;
+pub mod counters;
 pub mod envelope;
 pub mod error;
 pub mod format;
@@ -57,6 +59,8 @@ pub mod pattern;
 pub mod policy;
 pub mod ratelimit;
 pub mod secret;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod time;
 pub mod timer;
 pub mod url;
@@ -71,7 +75,9 @@ pub use idempotency::IdempotencyKey;
 pub use job::{
     IngestRequest, IngestResponse, Job, JobError, JobStatus, JsonManifest, Manifest, ResultFormat,
 };
-pub use pattern::{CreatePattern, ListPatterns, Pattern, PatternFormat, UpdatePattern};
+pub use pattern::{
+    CreatePattern, ListPatterns, Pattern, PatternFormat, PatternSchemas, UpdatePattern,
+};
 pub use policy::{RateLimitObserver, RetryPolicy};
 pub use ratelimit::{Quota, RateLimitInfo, Severity};
 pub use secret::{redact_url, Secret};

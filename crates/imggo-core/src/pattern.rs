@@ -110,16 +110,10 @@ fn yes() -> bool {
     true
 }
 
-/// Body of `POST /api/patterns`.
+/// The output-format schemas of a pattern request ([`CreatePattern`], [`UpdatePattern`]):
+/// top-level fields on the wire, each sent only when set.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct CreatePattern {
-    /// Display name (`^[a-zA-Z0-9\s\-_()]+$`, at most 255 chars).
-    pub name: String,
-    /// Instructions (at most 2000 chars).
-    pub instructions: String,
-    /// Output format.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub format: Option<PatternFormat>,
+pub struct PatternSchemas {
     /// JSON schema.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub json_schema: Option<Value>,
@@ -132,12 +126,37 @@ pub struct CreatePattern {
     /// CSV schema.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub csv_schema: Option<String>,
-    /// CSV delimiter.
+    /// CSV delimiter (`comma`, `semicolon`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub csv_delimiter: Option<String>,
     /// Plain-text schema.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plain_text_schema: Option<String>,
+}
+
+impl PatternSchemas {
+    /// Only a JSON schema, the usual case.
+    pub fn json(schema: Value) -> Self {
+        Self {
+            json_schema: Some(schema),
+            ..Self::default()
+        }
+    }
+}
+
+/// Body of `POST /api/patterns`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct CreatePattern {
+    /// Display name (`^[a-zA-Z0-9\s\-_()]+$`, at most 255 chars).
+    pub name: String,
+    /// Instructions (at most 2000 chars).
+    pub instructions: String,
+    /// Output format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<PatternFormat>,
+    /// The schemas for the output formats, on the wire as top-level fields.
+    #[serde(flatten)]
+    pub schemas: PatternSchemas,
     /// Model profile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_profile: Option<String>,
@@ -164,24 +183,9 @@ pub struct UpdatePattern {
     /// New instructions (10 to 2000 chars).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instructions: Option<String>,
-    /// New JSON schema.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub json_schema: Option<Value>,
-    /// New YAML schema.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub yaml_schema: Option<String>,
-    /// New XML schema.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub xml_schema: Option<String>,
-    /// New CSV schema.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub csv_schema: Option<String>,
-    /// New CSV delimiter.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub csv_delimiter: Option<String>,
-    /// New plain-text schema.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub plain_text_schema: Option<String>,
+    /// New schemas (only those set are sent), on the wire as top-level fields.
+    #[serde(flatten)]
+    pub schemas: PatternSchemas,
     /// New active flag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_active: Option<bool>,

@@ -254,12 +254,12 @@ pub(crate) fn insert_pattern(
         user_id: Some(user.to_string()),
         name: req.name,
         format: req.format.unwrap_or_default(),
-        json_schema: req.json_schema,
-        yaml_schema: req.yaml_schema,
-        xml_schema: req.xml_schema,
-        csv_schema: req.csv_schema,
-        csv_delimiter: Some(req.csv_delimiter.unwrap_or_else(|| "comma".into())),
-        plain_text_schema: req.plain_text_schema,
+        json_schema: req.schemas.json_schema,
+        yaml_schema: req.schemas.yaml_schema,
+        xml_schema: req.schemas.xml_schema,
+        csv_schema: req.schemas.csv_schema,
+        csv_delimiter: Some(req.schemas.csv_delimiter.unwrap_or_else(|| "comma".into())),
+        plain_text_schema: req.schemas.plain_text_schema,
         instructions: req.instructions,
         model_profile: Some(req.model_profile.unwrap_or_else(|| "balanced".into())),
         version: req.version.unwrap_or(1).max(1),
@@ -371,7 +371,7 @@ pub(crate) fn patch_pattern(state: &State, user: &str, id: &str, body: &[u8]) ->
     }
     set!(name, format, instructions, is_active);
     macro_rules! set_opt {
-        ($($f:ident),*) => { $( if let Some(v) = req.$f { p.$f = Some(v); } )* };
+        ($($f:ident),*) => { $( if let Some(v) = req.schemas.$f { p.$f = Some(v); } )* };
     }
     set_opt!(
         json_schema,

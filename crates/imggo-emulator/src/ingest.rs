@@ -108,7 +108,8 @@ pub(crate) fn handle(
                 drop(keys);
                 state
                     .counters
-                    .fault_race_dup
+                    .faults
+                    .race_dup
                     .fetch_add(1, Ordering::Relaxed);
                 return with_limits(race_500(state), limit);
             }

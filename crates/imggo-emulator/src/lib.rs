@@ -89,7 +89,7 @@ mod webhook;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use imggo_core::{CreatePattern, Job, Pattern};
+use imggo_core::{CreatePattern, Job, Pattern, PatternSchemas};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -182,7 +182,10 @@ impl Handle {
         let req = CreatePattern {
             name: name.to_owned(),
             instructions: format!("Extract the fields of {name} (emulated)"),
-            json_schema,
+            schemas: PatternSchemas {
+                json_schema,
+                ..PatternSchemas::default()
+            },
             ..CreatePattern::default()
         };
         self.create_pattern_with(req)

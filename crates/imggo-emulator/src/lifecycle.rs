@@ -210,7 +210,8 @@ fn finish(state: &Arc<State>, plan: Plan, fetched: Option<Result<ImageFacts, Str
         Ok(_) if plan.fail => {
             state
                 .counters
-                .fault_jobs_failed
+                .faults
+                .jobs_failed
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Err("Processing failed: emulated job failure (fault injection)".to_owned())
         }

@@ -1,5 +1,5 @@
-//! The HTTP server: our own accept loop (to count TCP connections), one hyper connection
-//! task per socket (HTTP/1.1 or h2c), fault injection, request ids, gzip, per-route stats.
+//! The HTTP server: imggo-core's accept loop (counting TCP connections), one hyper
+//! connection task per socket (HTTP/1.1 or h2c), fault injection, request ids, gzip, per-route stats.
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
@@ -13,9 +13,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use imggo_core::server::{self, ServeOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -34,48 +32,30 @@ use crate::uploads;
 /// too large upload is read whole and answered with the server's 400 rather than a reset.
 const FORM_SLACK: usize = 1024 * 1024;
 
-/// How long `shutdown` waits for open connections to finish their requests.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Accepts connections until `stop` turns true, then drains them.
+/// Accepts connections until `stop` turns true, then drains them for up to 5 seconds.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     state: Arc<State>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let graceful = GracefulShutdown::new();
-    // No HTTP/1 timer: header-read timeouts guard public servers against slow clients;
-    // here they would only cost a timer entry per request.
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().keep_alive(true);
-    loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = stop.wait_for(|s| *s) => break,
-        };
-        let stream = match accepted {
-            Ok((s, _)) => s,
-            // Out of file descriptors or a connection reset before accept: keep serving.
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                continue;
-            }
-        };
+    let options = ServeOptions {
+        // HTTP/1.1 and h2c, as clients of the real service may speak either.
+        h2c: true,
+        // No header-read timeout: it guards public servers against slow clients; here it
+        // would only cost a timer entry per request.
+        header_read_timeout: None,
+        max_connections: None,
+        drain: Duration::from_secs(5),
+    };
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    server::accept_loop(listener, options, stopped, move || {
         state.counters.connections.fetch_add(1, Ordering::Relaxed);
-        let _ = stream.set_nodelay(true);
         let st = state.clone();
-        let svc = service_fn(move |req| serve(st.clone(), req));
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), svc)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            // A client that goes away mid-request is not an error of the emulator.
-            let _ = conn.await;
-        });
-    }
-    drop(listener);
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await;
+        service_fn(move |req| serve(st.clone(), req))
+    })
+    .await;
 }
 
 /// What fault injection decided for one request.
@@ -134,7 +114,11 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bod
     };
     let mut resp = match fault {
         Fault::Fail500 => {
-            state.counters.fault_500.fetch_add(1, Ordering::Relaxed);
+            state
+                .counters
+                .faults
+                .http_500
+                .fetch_add(1, Ordering::Relaxed);
             error(
                 state.dialect(),
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -144,7 +128,11 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bod
             )
         }
         Fault::Fail503 => {
-            state.counters.fault_503.fetch_add(1, Ordering::Relaxed);
+            state
+                .counters
+                .faults
+                .http_503
+                .fetch_add(1, Ordering::Relaxed);
             let mut r = error(
                 state.dialect(),
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -159,7 +147,7 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bod
         Fault::None | Fault::Drop => dispatch(&state, &route, &parts, body).await,
     };
     if slow {
-        state.counters.fault_slow.fetch_add(1, Ordering::Relaxed);
+        state.counters.faults.slow.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(state.config.faults.slow_by).await;
     }
     resp.headers_mut()
@@ -168,7 +156,11 @@ async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bod
         resp = reply::gzip(resp);
     }
     if fault == Fault::Drop {
-        state.counters.fault_dropped.fetch_add(1, Ordering::Relaxed);
+        state
+            .counters
+            .faults
+            .dropped
+            .fetch_add(1, Ordering::Relaxed);
         resp = reply::truncate(resp);
     }
     state.counters.answered(label, resp.status().as_u16());
@@ -203,23 +195,15 @@ async fn dispatch(state: &Arc<State>, route: &Route<'_>, parts: &Parts, body: In
     } else {
         match state.authenticate(parts.headers.get(AUTHORIZATION)) {
             Ok(u) => Some(u),
-            Err(AuthError::Missing) => {
-                return error(
-                    d,
-                    StatusCode::UNAUTHORIZED,
-                    "MISSING_AUTHORIZATION",
-                    "Missing or malformed Authorization header (expected: Bearer <api key>)",
-                    None,
-                )
-            }
-            Err(AuthError::Unknown) => {
-                return error(
-                    d,
-                    StatusCode::UNAUTHORIZED,
-                    "INVALID_API_KEY",
-                    "Invalid API key",
-                    None,
-                )
+            Err(e) => {
+                let (code, message) = match e {
+                    AuthError::Missing => (
+                        "MISSING_AUTHORIZATION",
+                        "Missing or malformed Authorization header (expected: Bearer <api key>)",
+                    ),
+                    AuthError::Unknown => ("INVALID_API_KEY", "Invalid API key"),
+                };
+                return error(d, StatusCode::UNAUTHORIZED, code, message, None);
             }
         }
     };
@@ -234,13 +218,7 @@ async fn dispatch(state: &Arc<State>, route: &Route<'_>, parts: &Parts, body: In
             },
             Route::DemoStatus(id) => demo::status(state, id),
             Route::MethodNotAllowed(allowed) => handlers::method_not_allowed(state, parts, allowed),
-            _ => error(
-                d,
-                StatusCode::NOT_FOUND,
-                "NOT_FOUND",
-                format!("No route for {} {}", parts.method, parts.uri.path()),
-                None,
-            ),
+            _ => no_route(state, parts),
         };
     };
     let needs_body = matches!(
@@ -283,12 +261,17 @@ async fn dispatch(state: &Arc<State>, route: &Route<'_>, parts: &Parts, body: In
         Route::DemoProcess
         | Route::DemoStatus(_)
         | Route::MethodNotAllowed(_)
-        | Route::NotFound => error(
-            d,
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-            format!("No route for {} {}", parts.method, parts.uri.path()),
-            None,
-        ),
+        | Route::NotFound => no_route(state, parts),
     }
+}
+
+/// 404 for a method and path the emulator does not serve.
+fn no_route(state: &State, parts: &Parts) -> Reply {
+    error(
+        state.dialect(),
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        format!("No route for {} {}", parts.method, parts.uri.path()),
+        None,
+    )
 }

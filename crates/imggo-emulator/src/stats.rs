@@ -80,37 +80,45 @@ impl Stats {
     }
 }
 
-/// Webhook delivery counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct WebhookStats {
-    /// Deliveries due (one per matching webhook per finished job).
-    pub attempted: u64,
-    /// HTTP POSTs sent (retries included).
-    pub sent: u64,
-    /// Deliveries answered 2xx.
-    pub delivered: u64,
-    /// Deliveries that failed every attempt (non-2xx, timeout, refused).
-    pub failed: u64,
-    /// Deliveries dropped on purpose by fault injection (never sent).
-    pub lost: u64,
+imggo_core::counters! {
+    /// Webhook delivery counters.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+    pub struct WebhookStats;
+    /// The live counters behind [`WebhookStats`].
+    pub(crate) struct WebhookCounters {
+        /// Deliveries due (one per matching webhook per finished job).
+        attempted,
+        /// HTTP POSTs sent (retries included).
+        sent,
+        /// Deliveries answered 2xx.
+        delivered,
+        /// Deliveries that failed every attempt (non-2xx, timeout, refused).
+        failed,
+        /// Deliveries dropped on purpose by fault injection (never sent).
+        lost,
+    }
 }
 
-/// Counters of injected faults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct FaultStats {
-    /// Injected 500s.
-    pub http_500: u64,
-    /// Injected 503s.
-    pub http_503: u64,
-    /// Connections dropped mid-response.
-    pub dropped: u64,
-    /// Responses delayed.
-    pub slow: u64,
-    /// Jobs failed on purpose.
-    pub jobs_failed: u64,
-    /// Ingests answered 500 as a racing duplicate of an idempotency key.
-    #[serde(default)]
-    pub race_dup: u64,
+imggo_core::counters! {
+    /// Counters of injected faults.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+    pub struct FaultStats;
+    /// The live counters behind [`FaultStats`].
+    pub(crate) struct FaultCounters {
+        /// Injected 500s.
+        http_500,
+        /// Injected 503s.
+        http_503,
+        /// Connections dropped mid-response.
+        dropped,
+        /// Responses delayed.
+        slow,
+        /// Jobs failed on purpose.
+        jobs_failed,
+        /// Ingests answered 500 as a racing duplicate of an idempotency key.
+        #[serde(default)]
+        race_dup,
+    }
 }
 
 /// The live counters behind [`Stats`]. Hot counters are atomics; maps sit behind short
@@ -130,17 +138,8 @@ pub(crate) struct Counters {
     pub(crate) connections: AtomicU64,
     in_flight: AtomicU64,
     peak_in_flight: AtomicU64,
-    pub(crate) webhook_attempted: AtomicU64,
-    pub(crate) webhook_sent: AtomicU64,
-    pub(crate) webhook_delivered: AtomicU64,
-    pub(crate) webhook_failed: AtomicU64,
-    pub(crate) webhook_lost: AtomicU64,
-    pub(crate) fault_500: AtomicU64,
-    pub(crate) fault_503: AtomicU64,
-    pub(crate) fault_dropped: AtomicU64,
-    pub(crate) fault_slow: AtomicU64,
-    pub(crate) fault_jobs_failed: AtomicU64,
-    pub(crate) fault_race_dup: AtomicU64,
+    pub(crate) webhooks: WebhookCounters,
+    pub(crate) faults: FaultCounters,
     pub(crate) jobs_evicted: AtomicU64,
 }
 
@@ -263,21 +262,8 @@ impl Counters {
             connections_accepted: get(&self.connections),
             in_flight: get(&self.in_flight),
             peak_in_flight: get(&self.peak_in_flight),
-            webhooks: WebhookStats {
-                attempted: get(&self.webhook_attempted),
-                sent: get(&self.webhook_sent),
-                delivered: get(&self.webhook_delivered),
-                failed: get(&self.webhook_failed),
-                lost: get(&self.webhook_lost),
-            },
-            faults: FaultStats {
-                http_500: get(&self.fault_500),
-                http_503: get(&self.fault_503),
-                dropped: get(&self.fault_dropped),
-                slow: get(&self.fault_slow),
-                jobs_failed: get(&self.fault_jobs_failed),
-                race_dup: get(&self.fault_race_dup),
-            },
+            webhooks: self.webhooks.snapshot(),
+            faults: self.faults.snapshot(),
         }
     }
 }

@@ -73,11 +73,12 @@ pub(crate) fn job_finished(state: &Arc<State>, job: &Job) {
     for (url, secret) in targets {
         let n = state
             .counters
-            .webhook_attempted
+            .webhooks
+            .attempted
             .fetch_add(1, Ordering::Relaxed);
         let loss = state.config.faults.webhook_loss;
         if loss > 0.0 && rng::unit(state.config.seed, Stream::WebhookLoss, n) < loss {
-            state.counters.webhook_lost.fetch_add(1, Ordering::Relaxed);
+            state.counters.webhooks.lost.fetch_add(1, Ordering::Relaxed);
             continue;
         }
         let sig = signature(&secret, &body);
@@ -122,18 +123,20 @@ async fn deliver(state: Arc<State>, url: String, sig: String, body: Bytes) {
                 _ = shutdown.wait_for(|s| *s) => return,
             }
         }
-        state.counters.webhook_sent.fetch_add(1, Ordering::Relaxed);
+        state.counters.webhooks.sent.fetch_add(1, Ordering::Relaxed);
         if post(&state, &url, &sig, body.clone()).await {
             state
                 .counters
-                .webhook_delivered
+                .webhooks
+                .delivered
                 .fetch_add(1, Ordering::Relaxed);
             return;
         }
     }
     state
         .counters
-        .webhook_failed
+        .webhooks
+        .failed
         .fetch_add(1, Ordering::Relaxed);
 }
 

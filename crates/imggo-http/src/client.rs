@@ -3,7 +3,7 @@
 //! errors.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -86,29 +86,23 @@ pub(crate) struct Inner {
     pub(crate) gzip: bool,
 }
 
-/// Live counters behind [`TransportStats`].
-#[derive(Default)]
-pub(crate) struct Counters {
-    calls: AtomicU64,
-    attempts: AtomicU64,
-    gzip_responses: AtomicU64,
-    wire_bytes: AtomicU64,
-    body_bytes: AtomicU64,
-}
-
-/// What a [`Client`] (and all its clones) has done so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct TransportStats {
-    /// Logical calls (one per method call; retries not counted).
-    pub calls: u64,
-    /// HTTP attempts, retries included.
-    pub attempts: u64,
-    /// Responses that arrived gzip-compressed.
-    pub gzip_responses: u64,
-    /// Response body bytes as received.
-    pub wire_bytes: u64,
-    /// Response body bytes after decompression.
-    pub body_bytes: u64,
+imggo_core::counters! {
+    /// What a [`Client`] (and all its clones) has done so far.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct TransportStats;
+    /// Live counters behind [`TransportStats`].
+    pub(crate) struct Counters {
+        /// Logical calls (one per method call; retries not counted).
+        calls,
+        /// HTTP attempts, retries included.
+        attempts,
+        /// Responses that arrived gzip-compressed.
+        gzip_responses,
+        /// Response body bytes as received.
+        wire_bytes,
+        /// Response body bytes after decompression.
+        body_bytes,
+    }
 }
 
 impl fmt::Debug for Client {
@@ -264,15 +258,7 @@ impl Client {
 
     /// Counters of calls, attempts and gzip use, shared by all clones of this client.
     pub fn transport_stats(&self) -> TransportStats {
-        let c = &self.inner.counters;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        TransportStats {
-            calls: get(&c.calls),
-            attempts: get(&c.attempts),
-            gzip_responses: get(&c.gzip_responses),
-            wire_bytes: get(&c.wire_bytes),
-            body_bytes: get(&c.body_bytes),
-        }
+        self.inner.counters.snapshot()
     }
 
     /// Runs a call to completion: attempts, backoff, total deadline. Each attempt runs

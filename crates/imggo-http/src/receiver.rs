@@ -16,8 +16,7 @@ use futures_core::Stream;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
+use imggo_core::server::{self, ServeOptions};
 use imggo_core::{Error, Secret, WebhookEvent};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -64,31 +63,25 @@ impl Default for ReceiverOptions {
     }
 }
 
-/// What a receiver has done so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ReceiverStats {
-    /// Verified, fresh, first deliveries handed to the stream (answered 200).
-    pub accepted: u64,
-    /// Verified repeats of an already accepted `(job_id, event)` (answered 200, dropped).
-    pub duplicates: u64,
-    /// Missing or wrong signatures (answered 401).
-    pub bad_signature: u64,
-    /// Timestamps outside the replay window, or missing (answered 400).
-    pub stale: u64,
-    /// Bodies over the size limit (answered 413).
-    pub oversized: u64,
-    /// Signed bodies that are not a webhook event, and wrong methods (answered 400/405).
-    pub malformed: u64,
-}
-
-#[derive(Default)]
-struct Counters {
-    accepted: AtomicU64,
-    duplicates: AtomicU64,
-    bad_signature: AtomicU64,
-    stale: AtomicU64,
-    oversized: AtomicU64,
-    malformed: AtomicU64,
+imggo_core::counters! {
+    /// What a receiver has done so far.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct ReceiverStats;
+    /// Live counters behind [`ReceiverStats`].
+    struct Counters {
+        /// Verified, fresh, first deliveries handed to the stream (answered 200).
+        accepted,
+        /// Verified repeats of an already accepted `(job_id, event)` (answered 200, dropped).
+        duplicates,
+        /// Missing or wrong signatures (answered 401).
+        bad_signature,
+        /// Timestamps outside the replay window, or missing (answered 400).
+        stale,
+        /// Bodies over the size limit (answered 413).
+        oversized,
+        /// Signed bodies that are not a webhook event, and wrong methods (answered 400/405).
+        malformed,
+    }
 }
 
 struct Dedupe {
@@ -158,11 +151,7 @@ impl WebhookReceiver {
         if secret.is_empty() {
             return Err(Error::Config("webhook secret is empty".into()));
         }
-        let listener = TcpListener::bind(addr).await.map_err(|source| Error::Io {
-            path: format!("webhook listener {addr}"),
-            source,
-        })?;
-        let local_addr = listener.local_addr().map_err(|source| Error::Io {
+        let (listener, local_addr) = server::bind(addr).await.map_err(|source| Error::Io {
             path: format!("webhook listener {addr}"),
             source,
         })?;
@@ -200,16 +189,7 @@ impl WebhookReceiver {
 
     /// Counts of accepted and refused deliveries so far.
     pub fn stats(&self) -> ReceiverStats {
-        let c = &self.counters;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        ReceiverStats {
-            accepted: get(&c.accepted),
-            duplicates: get(&c.duplicates),
-            bad_signature: get(&c.bad_signature),
-            stale: get(&c.stale),
-            oversized: get(&c.oversized),
-            malformed: get(&c.malformed),
-        }
+        self.counters.snapshot()
     }
 
     /// Stops accepting connections and waits (up to the grace period) for in-flight
@@ -240,49 +220,26 @@ impl Stream for WebhookReceiver {
     }
 }
 
-async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stopped: oneshot::Receiver<()>) {
-    let graceful = GracefulShutdown::new();
-    let grace = shared.options.shutdown_grace;
-    let slots = Arc::new(tokio::sync::Semaphore::new(
-        shared.options.max_connections.max(1),
-    ));
-    loop {
-        // At the cap, stop accepting: further connections wait in the listen queue.
-        let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => break,
-            },
-            _ = &mut stopped => break,
-        };
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                };
-                let shared = shared.clone();
-                let svc = hyper::service::service_fn(move |req| {
-                    let shared = shared.clone();
-                    async move { Ok::<_, Infallible>(handle(&shared, req).await) }
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(30))
-                    .serve_connection(TokioIo::new(stream), svc);
-                let watched = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _ = watched.await;
-                    drop(slot);
-                });
-            }
-            _ = &mut stopped => break,
-        }
-    }
-    drop(listener);
-    drop(shared);
-    let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
+async fn serve(listener: TcpListener, shared: Arc<Shared>, stopped: oneshot::Receiver<()>) {
+    let options = ServeOptions {
+        h2c: false,
+        header_read_timeout: Some(Duration::from_secs(30)),
+        max_connections: Some(shared.options.max_connections),
+        drain: shared.options.shutdown_grace,
+    };
+    let stopped = async move {
+        let _ = stopped.await;
+    };
+    // The loop drops this closure, and with it `shared`'s sender, before it drains: the
+    // stream ends once the last in-flight delivery is done.
+    server::accept_loop(listener, options, stopped, move || {
+        let shared = shared.clone();
+        hyper::service::service_fn(move |req| {
+            let shared = shared.clone();
+            async move { Ok::<_, Infallible>(handle(&shared, req).await) }
+        })
+    })
+    .await;
 }
 
 fn reply(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {

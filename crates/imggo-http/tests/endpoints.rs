@@ -11,7 +11,7 @@ use common::*;
 use futures_util::StreamExt;
 use imggo_core::{
     ContentHash, CreatePattern, CreateWebhook, Error, ErrorCode, IdempotencyKey, JobStatus,
-    ListPatterns, Manifest, ResultFormat, Secret, UpdatePattern,
+    ListPatterns, Manifest, PatternSchemas, ResultFormat, Secret, UpdatePattern,
 };
 use imggo_emulator::{Config, Faults};
 use imggo_http::{Client, IngestOptions, PollPolicy};
@@ -43,7 +43,7 @@ async fn patterns_crud_and_auto_pagination() {
             .create_pattern(&CreatePattern {
                 name: format!("Receipts {i}"),
                 instructions: "Extract merchant, date and total".into(),
-                json_schema: Some(serde_json::json!({"type": "object"})),
+                schemas: PatternSchemas::json(serde_json::json!({"type": "object"})),
                 ..Default::default()
             })
             .await

@@ -1,9 +1,8 @@
 //! Lanczos3 shrinking with fast_image_resize (SIMD picked at runtime); one resizer is
 //! kept per optimizer so its internal buffers are reused across calls.
 
-use fast_image_resize::images::{TypedImage, TypedImageRef};
-use fast_image_resize::pixels::{U8x3, U8};
-use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
+use fast_image_resize::images::{Image, ImageRef};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
 use crate::decode::{Decoded, Layout};
 use crate::error::OptimizeError;
@@ -39,32 +38,21 @@ impl Resize {
         if let Some((x, y, rw, rh)) = region {
             options = options.crop(f64::from(x), f64::from(y), f64::from(rw), f64::from(rh));
         }
-        let mut data = vec![0u8; w as usize * h as usize * img.layout.channels()];
-        match img.layout {
-            Layout::Rgb => {
-                let src = TypedImageRef::<U8x3>::from_buffer(img.width, img.height, &img.data)
-                    .map_err(|e| err(&e))?;
-                let mut dst =
-                    TypedImage::<U8x3>::from_buffer(w, h, &mut data).map_err(|e| err(&e))?;
-                self.resizer
-                    .resize_typed(&src, &mut dst, &options)
-                    .map_err(|e| err(&e))?;
-            }
-            Layout::Gray => {
-                let src = TypedImageRef::<U8>::from_buffer(img.width, img.height, &img.data)
-                    .map_err(|e| err(&e))?;
-                let mut dst =
-                    TypedImage::<U8>::from_buffer(w, h, &mut data).map_err(|e| err(&e))?;
-                self.resizer
-                    .resize_typed(&src, &mut dst, &options)
-                    .map_err(|e| err(&e))?;
-            }
+        let pixels = match img.layout {
+            Layout::Rgb => PixelType::U8x3,
+            Layout::Gray => PixelType::U8,
             other => {
                 return Err(OptimizeError::Resize {
                     reason: format!("{other:?} pixels must be flattened first"),
                 })
             }
-        }
+        };
+        let mut data = vec![0u8; w as usize * h as usize * img.layout.channels()];
+        let src = ImageRef::new(img.width, img.height, &img.data, pixels).map_err(|e| err(&e))?;
+        let mut dst = Image::from_slice_u8(w, h, &mut data, pixels).map_err(|e| err(&e))?;
+        self.resizer
+            .resize(&src, &mut dst, &options)
+            .map_err(|e| err(&e))?;
         Ok(Decoded {
             width: w,
             height: h,

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use futures_util::StreamExt;
 use imggo::core::{
-    CreatePattern, CreateWebhook, Error, ListPatterns, PatternFormat, ResultFormat, Secret,
-    UpdatePattern,
+    CreatePattern, CreateWebhook, Error, ListPatterns, PatternFormat, PatternSchemas, ResultFormat,
+    Secret, UpdatePattern,
 };
 use imggo::http::{Client, ReceiverOptions, WebhookReceiver};
 use serde::Serialize;
@@ -142,7 +142,10 @@ pub fn patterns(args: PatternsArgs) -> ExitCode {
                     name,
                     instructions,
                     format: Some(PatternFormat::parse(&format)),
-                    json_schema: schema.as_deref().map(json_arg).transpose()?,
+                    schemas: PatternSchemas {
+                        json_schema: schema.as_deref().map(json_arg).transpose()?,
+                        ..PatternSchemas::default()
+                    },
                     ..CreatePattern::default()
                 };
                 print(&client.create_pattern(&body).await?)
@@ -158,7 +161,10 @@ pub fn patterns(args: PatternsArgs) -> ExitCode {
                 let body = UpdatePattern {
                     name,
                     instructions,
-                    json_schema: schema.as_deref().map(json_arg).transpose()?,
+                    schemas: PatternSchemas {
+                        json_schema: schema.as_deref().map(json_arg).transpose()?,
+                        ..PatternSchemas::default()
+                    },
                     is_active: active,
                     publish_new_version: publish_new_version.then_some(true),
                     ..UpdatePattern::default()

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use imggo::cache::MemoryCache;
-use imggo::core::{CreatePattern, PatternFormat, Tracker};
+use imggo::core::{CreatePattern, PatternFormat, PatternSchemas, Tracker};
 use imggo::emulator::{Config, Emulator, Faults, LatencyModel};
 use imggo::http::{Client, PollPolicy};
 use imggo::{Concurrency, CountingRetry, Inputs, Journal, Pipeline, WaitMode};
@@ -112,7 +112,7 @@ async fn run_async(args: Args) -> ExitCode {
             name: "Receipt extraction demo".into(),
             instructions: "Extract merchant, date, total and line items from the receipt".into(),
             format: Some(PatternFormat::Json),
-            json_schema: Some(json!({
+            schemas: PatternSchemas::json(json!({
                 "type": "object",
                 "properties": {
                     "merchant": {"type": "string"},
