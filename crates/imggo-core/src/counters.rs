@@ -1,4 +1,4 @@
-//! [`counters!`](crate::counters): a set of event counters and its snapshot, declared from
+//! [`counters!`](crate::counters!): a set of event counters and its snapshot, declared from
 //! one list of names.
 
 /// Declares, from one list of documented names, a public struct of `u64` counts (the
