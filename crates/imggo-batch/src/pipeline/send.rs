@@ -16,30 +16,71 @@ impl Shared {
         permit: Option<Permit>,
         slot: &mut Slot,
     ) {
-        let digest = p.key.digest();
+        let digest = p.flight;
         let request_started = Instant::now();
         let mut l = self.line(p.label.clone(), request_started, Outcome::Failed);
         l.content_hash = Some(p.hash.to_string());
         l.idempotency_salt = p.salt.clone();
         l.bytes_in = p.bytes_in;
+        l.pattern_id = p.pattern_id.clone();
+        l.pattern_version = Some(p.key.pattern_version);
+        l.class = p.class.clone();
+        l.classify_job_id = p.classify_job_id.clone();
         let mut paced = Duration::ZERO;
         // The round trip of the accepted ingest: the concurrency signal of `--concurrency
         // auto`. The whole input's time is not: a job's own time varies widely, and a
         // poll answered 503 with `Retry-After: 1` would read as a congested service.
         let mut ingest_rtt = None;
-        let result = match &self.deduper {
-            Some(d) => {
-                d.run(&p.key, || {
-                    self.ingest_and_wait(&p, &mut l, slot, &mut paced, &mut ingest_rtt)
-                })
+        let (mut key, mut pattern_id) = (p.key.clone(), p.pattern_id.clone());
+        let mut result = self
+            .stage(
+                &p,
+                (&key, &pattern_id),
+                &mut l,
+                slot,
+                &mut paced,
+                &mut ingest_rtt,
+            )
+            .await;
+        if p.classify {
+            // Stage one was the classification: its class picks the extraction pattern.
+            match self
+                .after_classify(&p, result, &mut l, request_started)
                 .await
+            {
+                Next::Done(line) => {
+                    drop(permit);
+                    return self.finish(out, &digest, *line).await;
+                }
+                Next::Cached(hit) => {
+                    drop(permit);
+                    l.status = if p.repeat {
+                        Outcome::Duplicate
+                    } else {
+                        Outcome::Cached
+                    };
+                    l.job_id = hit.job_id.clone();
+                    l.manifest = Some(hit.manifest.to_value());
+                    l.latency_ms = (p.prep + request_started.elapsed()).as_millis() as u64;
+                    l.waited_ms = Some(paced.as_millis() as u64);
+                    return self.finish(out, &digest, l).await;
+                }
+                Next::Extract(k) => {
+                    key = k;
+                    pattern_id = key.pattern_id.clone();
+                    result = self
+                        .stage(
+                            &p,
+                            (&key, &pattern_id),
+                            &mut l,
+                            slot,
+                            &mut paced,
+                            &mut ingest_rtt,
+                        )
+                        .await;
+                }
             }
-            None => self
-                .ingest_and_wait(&p, &mut l, slot, &mut paced, &mut ingest_rtt)
-                .await
-                .map(|job| (job, Role::Leader))
-                .map_err(Arc::new),
-        };
+        }
         if let Some(permit) = permit {
             match &result {
                 Ok(_) => match ingest_rtt {
@@ -70,9 +111,11 @@ impl Shared {
                 };
                 l.job_id = Some(job.id.clone());
                 l.manifest = Some(manifest.to_value());
+                l.pattern_id = pattern_id;
+                l.pattern_version = Some(key.pattern_version);
                 if let Some(cache) = &self.cache {
-                    let value = CachedResult::new(manifest, Some(job.id), p.key.pattern_version);
-                    cache.put(&p.key, Arc::new(value), self.cache_ttl).await;
+                    let value = CachedResult::new(manifest, Some(job.id), key.pattern_version);
+                    cache.put(&key, Arc::new(value), self.cache_ttl).await;
                 }
             }
             Err(e) => l.error = Some(ErrorInfo::from(&*e)),
@@ -80,6 +123,84 @@ impl Shared {
         l.latency_ms = (p.prep + request_started.elapsed()).as_millis() as u64;
         l.waited_ms = Some(paced.as_millis() as u64);
         self.finish(out, &digest, l).await;
+    }
+
+    /// One ingest-and-wait for `key` with `pattern_id` (through the cross-worker
+    /// deduper when there is one): every attempt passes the limiters.
+    async fn stage(
+        &self,
+        p: &Prepared,
+        (key, pattern_id): (&CacheKey, &str),
+        l: &mut ResultLine,
+        slot: &mut Slot,
+        paced: &mut Duration,
+        ingest_rtt: &mut Option<Duration>,
+    ) -> Result<(Job, Role), Arc<Error>> {
+        match &self.deduper {
+            Some(d) => {
+                d.run(key, || {
+                    self.ingest_and_wait(p, (key, pattern_id), l, slot, paced, ingest_rtt)
+                })
+                .await
+            }
+            None => self
+                .ingest_and_wait(p, (key, pattern_id), l, slot, paced, ingest_rtt)
+                .await
+                .map(|job| (job, Role::Leader))
+                .map_err(Arc::new),
+        }
+    }
+
+    /// What follows a classification: its result cached, the class on the line, and
+    /// either the extraction to run, its result from the cache, or a finished line (the
+    /// classification failed, or no route takes the class).
+    async fn after_classify(
+        &self,
+        p: &Prepared,
+        result: Result<(Job, Role), Arc<Error>>,
+        l: &mut ResultLine,
+        started: Instant,
+    ) -> Next {
+        l.classify_job_id = l.job_id.take();
+        let job = match result {
+            Ok((job, _)) => job,
+            Err(e) => {
+                let mut line = l.clone();
+                line.error = Some(ErrorInfo::from(&*e));
+                line.latency_ms = (p.prep + started.elapsed()).as_millis() as u64;
+                return Next::Done(Box::new(line));
+            }
+        };
+        l.classify_job_id = Some(job.id.clone());
+        let manifest = job.manifest.unwrap_or(Manifest::Json(Default::default()));
+        let classified = self.classified(&manifest.to_value());
+        if let Some(cache) = &self.cache {
+            let value = CachedResult::new(manifest, Some(job.id), p.key.pattern_version);
+            cache.put(&p.key, Arc::new(value), self.cache_ttl).await;
+        }
+        tracing::debug!(class = classified.class.as_deref(), "classified");
+        l.class = classified.class.clone();
+        let Some(pattern_id) = classified.pattern_id else {
+            let mut line =
+                self.no_route_line(p.label.clone(), started, classified.class.as_deref(), true);
+            line.content_hash = l.content_hash.clone();
+            line.bytes_in = l.bytes_in;
+            line.bytes_sent = l.bytes_sent;
+            line.attempts = l.attempts;
+            line.rate_limited = l.rate_limited;
+            line.classify_job_id = l.classify_job_id.clone();
+            line.latency_ms = (p.prep + started.elapsed()).as_millis() as u64;
+            return Next::Done(Box::new(line));
+        };
+        let key = self.key_for(p.hash, &pattern_id);
+        l.pattern_id = pattern_id;
+        l.pattern_version = Some(key.pattern_version);
+        if let Some(cache) = &self.cache {
+            if let Some(hit) = cache.get(&key).await {
+                return Next::Cached(hit);
+            }
+        }
+        Next::Extract(key)
     }
 
     /// The quota's error, once the service said it is gone.
@@ -142,6 +263,7 @@ impl Shared {
     pub(super) async fn ingest_and_wait(
         &self,
         p: &Prepared,
+        (key, pattern_id): (&CacheKey, &str),
         l: &mut ResultLine,
         slot: &mut Slot,
         paced: &mut Duration,
@@ -153,10 +275,11 @@ impl Shared {
             // The whole cache key: a new pattern version or other settings make a new job;
             // a salt makes a new job for an input whose job failed.
             content_hash: Some(match &p.salt {
-                Some(salt) => ContentHash::of(format!("{}:{salt}", p.key.digest()).as_bytes()),
-                None => p.key.digest(),
+                Some(salt) => ContentHash::of(format!("{}:{salt}", key.digest()).as_bytes()),
+                None => key.digest(),
             }),
-            file_name: None,
+            // The base name only: the client drops directories and quotes the rest.
+            file_name: p.file_name.clone(),
             single_attempt: true,
         };
         let started = Instant::now();
@@ -192,14 +315,10 @@ impl Shared {
                     }
                     l.bytes_sent = bytes.len() as u64;
                     self.client
-                        .ingest_bytes(&self.pattern_id, bytes.clone(), opts.clone())
+                        .ingest_bytes(pattern_id, bytes.clone(), opts.clone())
                         .await
                 }
-                Payload::Url(url) => {
-                    self.client
-                        .ingest_url(&self.pattern_id, url, opts.clone())
-                        .await
-                }
+                Payload::Url(url) => self.client.ingest_url(pattern_id, url, opts.clone()).await,
             };
             let e = match sent {
                 Ok(a) => {
@@ -300,12 +419,22 @@ impl Shared {
             }
             if r.manifest.is_some() {
                 return Ok(Job {
-                    pattern_id: Some(self.pattern_id.clone()),
+                    pattern_id: Some(pattern_id.to_owned()),
                     manifest: r.manifest,
                     ..Job::new(r.job_id, r.status)
                 });
             }
         }
-        self.wait_job(&r.job_id, slot).await
+        self.wait_job(&r.job_id, pattern_id, slot).await
     }
+}
+
+/// What comes after a classification (see [`Shared::after_classify`]).
+enum Next {
+    /// The input's line is ready (a failure or `NO_ROUTE`).
+    Done(Box<ResultLine>),
+    /// Extract with this key.
+    Extract(CacheKey),
+    /// The extraction's result, from the cache.
+    Cached(Arc<CachedResult>),
 }

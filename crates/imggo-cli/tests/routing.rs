@@ -1,0 +1,295 @@
+//! `imggo run --route` and `--classify`: the real binary against the emulator over
+//! loopback, with the real corpus.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use imggo::core::{ContentHash, Outcome};
+use imggo::emulator::{Config, Emulator, Handle};
+use imggo::ResultLine;
+use serde_json::json;
+
+use common::{imggo_run_routed, lines, output, stderr};
+
+const KEY: &str = "imggo_routing_test_key";
+
+/// The classes of the classification pattern's `doc_type` enum, in order.
+const CLASSES: [&str; 5] = ["invoice", "receipt", "prescription", "resume", "other"];
+
+async fn emulator() -> Handle {
+    Emulator::start(Config::default().api_key(KEY))
+        .await
+        .unwrap()
+}
+
+fn pattern(handle: &Handle, name: &str) -> String {
+    handle.create_pattern(name, None).id
+}
+
+fn classifier(handle: &Handle) -> String {
+    let schema = json!({"type": "object", "properties": {
+        "doc_type": {"type": "string", "enum": CLASSES}
+    }});
+    handle.create_pattern("doc classifier", Some(schema)).id
+}
+
+/// The pattern that made a line's manifest, as the emulator wrote it there.
+fn made_by(line: &ResultLine) -> String {
+    line.manifest.as_ref().unwrap()["_emulator"]["pattern_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn by_name(lines: Vec<ResultLine>) -> BTreeMap<String, ResultLine> {
+    lines
+        .into_iter()
+        .map(|l| {
+            let name = Path::new(&l.input)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            (name, l)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_by_glob_first_match_wins_and_no_route_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let staged = imggo_testkit::corpus_variants(&dir.path().join("staged"), 5, 0);
+    let root = dir.path().join("in");
+    let names = [
+        "invoices/a.jpg",
+        "invoices/2024/b.jpg",
+        "receipts/c.jpg",
+        "misc/d.jpg",
+    ];
+    for (from, to) in staged.iter().zip(names) {
+        std::fs::create_dir_all(root.join(to).parent().unwrap()).unwrap();
+        std::fs::rename(from, root.join(to)).unwrap();
+    }
+    // A file argument is routed by its file name alone.
+    let loose = dir.path().join("receipt-loose.jpg");
+    std::fs::rename(&staged[4], &loose).unwrap();
+
+    let handle = emulator().await;
+    let (inv, rec, any) = (
+        pattern(&handle, "invoices"),
+        pattern(&handle, "receipts"),
+        pattern(&handle, "any jpg"),
+    );
+    let out = dir.path().join("results.jsonl");
+    let routes = [
+        format!("invoices/**={inv}"),
+        // `receipts/c.jpg` and `receipt-loose.jpg`; never `invoices/…` (first match wins).
+        format!("receipt*/**={rec}"),
+        format!("receipt-*={rec}"),
+        format!("invoices/*.jpg={any}"),
+    ];
+    let mut args: Vec<&str> = Vec::new();
+    for r in &routes {
+        args.extend(["--route", r]);
+    }
+    let root_arg = root.display().to_string();
+    let loose_arg = loose.display().to_string();
+    args.extend(["--quiet", &root_arg, &loose_arg]);
+    let o = output(imggo_run_routed(&handle.base_url(), KEY, &out, &args)).await;
+    // One input had no route: a failed line, exit 1; the others ran.
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+
+    let got = lines(&out);
+    assert_eq!(got.len(), 5, "one line per input: {got:?}");
+    let got = by_name(got);
+    for (name, want) in [
+        ("a.jpg", &inv),
+        ("b.jpg", &inv),
+        ("c.jpg", &rec),
+        ("receipt-loose.jpg", &rec),
+    ] {
+        let l = &got[name];
+        assert_eq!(l.status, Outcome::Succeeded, "{l:?}");
+        assert_eq!(&l.pattern_id, want, "{name}");
+        assert_eq!(&made_by(l), want, "{name}: the job ran with its pattern");
+        assert_eq!(l.class, None);
+    }
+    let d = &got["d.jpg"];
+    assert_eq!(d.status, Outcome::Failed);
+    let e = d.error.as_ref().unwrap();
+    assert_eq!(e.code, "NO_ROUTE");
+    assert!(e.message.contains("misc/d.jpg"), "names the input: {e:?}");
+    assert_eq!(d.job_id, None);
+    // Nothing was sent for it.
+    assert_eq!(handle.stats().jobs_created, 4);
+    handle.shutdown().await;
+}
+
+/// The 47 corpus images, named so the emulator's stand-in classifies most by name: the
+/// corpus's own `invoice…`, `prescription…` and `resume…` files, the
+/// `document-classification…` files as `receipt-…`; the rest (cars, VINs, parking…) have
+/// no class word and get the class their content hash picks.
+fn classified_corpus(dir: &Path) -> (PathBuf, BTreeMap<String, String>) {
+    let root = dir.join("corpus");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut want = BTreeMap::new();
+    for src in imggo_testkit::corpus_files() {
+        let orig = src.file_name().unwrap().to_string_lossy().into_owned();
+        let name = if orig.starts_with("document-classification") {
+            format!("receipt-{orig}")
+        } else {
+            orig
+        };
+        let bytes = std::fs::read(&src).unwrap();
+        std::fs::write(root.join(&name), &bytes).unwrap();
+        let class = CLASSES
+            .iter()
+            .find(|c| name.contains(*c))
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| {
+                // The stand-in's rule: the hash's leading 64 bits modulo the classes.
+                let hash = ContentHash::of(&bytes).to_string();
+                let lead = u64::from_str_radix(&hash["xxh3-".len()..][..16], 16).unwrap();
+                CLASSES[(lead % CLASSES.len() as u64) as usize].to_string()
+            });
+        want.insert(name, class);
+    }
+    assert_eq!(want.len(), 47, "the corpus has 47 images");
+    (root, want)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classify_routes_the_47_corpus_images_by_class_and_caches_the_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, want) = classified_corpus(dir.path());
+    let handle = emulator().await;
+    let classify = classifier(&handle);
+    let per_class: BTreeMap<&str, String> = CLASSES[..4]
+        .iter()
+        .map(|c| (*c, pattern(&handle, &format!("extract {c}"))))
+        .collect();
+    let fallback = pattern(&handle, "fallback");
+    let cache = format!("file:{}", dir.path().join("cache").display());
+    let out = dir.path().join("results.jsonl");
+    let run = |out: &Path, per_class: &BTreeMap<&str, String>| {
+        let mut args: Vec<String> = vec![
+            "--classify".into(),
+            classify.clone(),
+            "--class-field".into(),
+            "doc_type".into(),
+            "--pattern".into(),
+            fallback.clone(),
+            "--cache".into(),
+            cache.clone(),
+            "--no-optimize".into(),
+            "--quiet".into(),
+        ];
+        for (c, p) in per_class {
+            args.extend(["--route-class".into(), format!("{c}={p}")]);
+        }
+        args.push(root.display().to_string());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        imggo_run_routed(&handle.base_url(), KEY, out, &args)
+    };
+
+    let o = output(run(&out, &per_class)).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let got = by_name(lines(&out));
+    assert_eq!(got.len(), 47);
+    let mut seen = BTreeMap::<String, usize>::new();
+    for (name, class) in &want {
+        let l = &got[name];
+        assert_eq!(l.status, Outcome::Succeeded, "{l:?}");
+        assert_eq!(l.class.as_ref(), Some(class), "{name}");
+        let pattern = per_class.get(class.as_str()).unwrap_or(&fallback);
+        assert_eq!(&l.pattern_id, pattern, "{name} of class {class}");
+        assert_eq!(
+            &made_by(l),
+            pattern,
+            "{name}: extracted with its class's pattern"
+        );
+        let cj = l.classify_job_id.as_ref().expect("classify_job_id");
+        assert_ne!(Some(cj), l.job_id.as_ref());
+        *seen.entry(class.clone()).or_default() += 1;
+    }
+    // Every class occurs, "other" through the content hash, run with the fallback.
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    // Two jobs per image: its classification and its extraction.
+    let jobs = handle.stats().jobs_created;
+    assert_eq!(jobs, 94);
+
+    // Receipts now go to a new pattern: their classification comes from the cache, so
+    // only their extractions are new jobs; every other image is answered from the cache.
+    let mut moved = per_class.clone();
+    let receipts2 = pattern(&handle, "extract receipt v2");
+    moved.insert("receipt", receipts2.clone());
+    let out2 = dir.path().join("results2.jsonl");
+    let o = output(run(&out2, &moved)).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let got = by_name(lines(&out2));
+    let receipts = want.values().filter(|c| *c == "receipt").count();
+    assert!(receipts >= 5);
+    assert_eq!(handle.stats().jobs_created, jobs + receipts as u64);
+    for (name, class) in &want {
+        let l = &got[name];
+        assert_eq!(l.class.as_ref(), Some(class), "{name}");
+        if class == "receipt" {
+            assert_eq!(l.status, Outcome::Succeeded, "{l:?}");
+            assert_eq!(l.pattern_id, receipts2);
+            assert_eq!(made_by(l), receipts2);
+        } else {
+            assert_eq!(l.status, Outcome::Cached, "{l:?}");
+        }
+        assert!(l.classify_job_id.is_some(), "{name}");
+    }
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_class_without_fallback_fails_no_route_naming_the_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let staged = imggo_testkit::corpus_variants(&dir.path().join("staged"), 2, 0);
+    let root = dir.path().join("in");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::rename(&staged[0], root.join("invoice-1.jpg")).unwrap();
+    std::fs::rename(&staged[1], root.join("receipt-1.jpg")).unwrap();
+    let handle = emulator().await;
+    let classify = classifier(&handle);
+    let inv = pattern(&handle, "invoices");
+    let out = dir.path().join("results.jsonl");
+    let route = format!("invoice={inv}");
+    let root_arg = root.display().to_string();
+    let args = [
+        "--classify",
+        &classify,
+        "--class-field",
+        "doc_type",
+        "--route-class",
+        &route,
+        "--quiet",
+        &root_arg,
+    ];
+    let o = output(imggo_run_routed(&handle.base_url(), KEY, &out, &args)).await;
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let got = by_name(lines(&out));
+    assert_eq!(got.len(), 2);
+    let ok = &got["invoice-1.jpg"];
+    assert_eq!(ok.status, Outcome::Succeeded, "{ok:?}");
+    assert_eq!(ok.pattern_id, inv);
+    let bad = &got["receipt-1.jpg"];
+    assert_eq!(bad.status, Outcome::Failed);
+    assert_eq!(bad.class.as_deref(), Some("receipt"));
+    assert!(bad.classify_job_id.is_some());
+    let e = bad.error.as_ref().unwrap();
+    assert_eq!(e.code, "NO_ROUTE");
+    assert!(e.message.contains("\"receipt\""), "names the class: {e:?}");
+    assert!(
+        e.message.contains("receipt-1.jpg"),
+        "names the input: {e:?}"
+    );
+    // Two classifications and one extraction.
+    assert_eq!(handle.stats().jobs_created, 3);
+    handle.shutdown().await;
+}
