@@ -48,7 +48,9 @@ pub struct ResultLine {
     pub manifest: Option<Value>,
     /// The error of a failed input.
     pub error: Option<ErrorInfo>,
-    /// HTTP attempts made for the ingest (0 when cached, duplicate or failed before upload).
+    /// HTTP attempts made for the ingest (0 when cached, duplicate or failed before upload);
+    /// for a classified input, the extraction's ingest (the classification's, when it
+    /// ended there).
     pub attempts: u32,
     /// Wall time from the start of this input to its result.
     pub latency_ms: u64,

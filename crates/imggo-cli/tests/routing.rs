@@ -210,6 +210,7 @@ async fn classify_routes_the_47_corpus_images_by_class_and_caches_the_class() {
             pattern,
             "{name}: extracted with its class's pattern"
         );
+        assert_eq!(l.attempts, 1, "the extraction's attempts: {l:?}");
         let cj = l.classify_job_id.as_ref().expect("classify_job_id");
         assert_ne!(Some(cj), l.job_id.as_ref());
         *seen.entry(class.clone()).or_default() += 1;
@@ -292,4 +293,65 @@ async fn an_unknown_class_without_fallback_fails_no_route_naming_the_class() {
     // Two classifications and one extraction.
     assert_eq!(handle.stats().jobs_created, 3);
     handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classifications_pass_the_rate_limit_like_every_ingest() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("in");
+    imggo_testkit::corpus_variants(&root, 8, 0);
+    let handle = emulator().await;
+    let classify = classifier(&handle);
+    let fallback = pattern(&handle, "fallback");
+    let out = dir.path().join("results.jsonl");
+    let root_arg = root.display().to_string();
+    let args = [
+        "--classify",
+        &classify,
+        "--class-field",
+        "doc_type",
+        "--pattern",
+        &fallback,
+        "--rps",
+        "8",
+        "--quiet",
+        &root_arg,
+    ];
+    let started = std::time::Instant::now();
+    let o = output(imggo_run_routed(&handle.base_url(), KEY, &out, &args)).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // 16 ingests (8 classifications, 8 extractions), one per 125 ms at most: a closed
+    // one-second window holds at most 9 (both of its ends).
+    let stats = handle.stats();
+    assert_eq!(stats.ingests_accepted, 16);
+    assert!(stats.max_ingests_per_second <= 9, "{stats:?}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(15 * 125));
+    assert!(lines(&out)
+        .iter()
+        .all(|l| l.class.is_some() && l.pattern_id == fallback));
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_routes_by_class_fires_and_clears_an_alert_and_writes_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("demo.html");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_imggo"));
+    cmd.args(["demo", "--docs", "24", "--photos", "0", "--duplicates", "2"])
+        .args(["--latency", "20", "--fail-503", "0", "--report"])
+        .arg(&report)
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let o = output(cmd).await;
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{stdout}\n{}", stderr(&o));
+    for class in ["invoice", "receipt", "menu"] {
+        assert!(stdout.contains(&format!("class {class}")), "{stdout}");
+    }
+    assert!(stdout.contains("firing, resolved"), "{stdout}");
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.contains("data-key=\"class\""));
+    assert!(html.matches("<svg").count() >= 5, "the charts");
 }

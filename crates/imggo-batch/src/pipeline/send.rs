@@ -66,6 +66,10 @@ impl Shared {
                     return self.finish(out, &digest, l).await;
                 }
                 Next::Extract(k) => {
+                    // `attempts` is the extraction's, as the report reads more than one
+                    // as a retry; the classification's 429s and waits stay counted in
+                    // `rate_limited` and `waited_ms`.
+                    l.attempts = 0;
                     key = k;
                     pattern_id = key.pattern_id.clone();
                     result = self

@@ -107,11 +107,8 @@ async fn run_async(args: Args) -> ExitCode {
     emulator.shutdown().await;
     if !args.json {
         println!(
-            "  emulator: {} jobs ({} classifications and extractions), {} job polls, {} TCP connections",
-            stats.jobs_created,
-            stats.ingests_accepted,
-            stats.job_polls,
-            stats.connections_accepted
+            "  emulator: {} jobs (a classification and an extraction per distinct image), {} job polls, {} TCP connections",
+            stats.jobs_created, stats.job_polls, stats.connections_accepted
         );
     }
     code
@@ -262,7 +259,13 @@ async fn batch(
     } else {
         println!("{}", report.table());
         for (class, (pattern, n)) in &classes {
-            println!("  class {class:<8} {n:>3} inputs → pattern {pattern}");
+            let name = match class.as_str() {
+                "invoice" => "Invoice extraction",
+                "receipt" => "Receipt extraction",
+                "menu" => "Menu extraction",
+                _ => "Generic document (the fallback)",
+            };
+            println!("  class {class:<8} {n:>3} inputs → {name} ({pattern})");
         }
         println!(
             "  alerts received on {}: {}",
