@@ -283,6 +283,8 @@ async fn an_unknown_class_without_fallback_fails_no_route_naming_the_class() {
     assert_eq!(bad.status, Outcome::Failed);
     assert_eq!(bad.class.as_deref(), Some("receipt"));
     assert!(bad.classify_job_id.is_some());
+    assert_eq!(bad.pattern_id, classify, "the classification is what ran");
+    assert_eq!(bad.job_id, None);
     let e = bad.error.as_ref().unwrap();
     assert_eq!(e.code, "NO_ROUTE");
     assert!(e.message.contains("\"receipt\""), "names the class: {e:?}");

@@ -777,6 +777,11 @@ impl Shared {
             message,
         });
         l.class = class.map(str::to_owned);
+        if let (Some(c), true) = (self.routes.classify(), classified) {
+            // The classification is the pattern that ran for it.
+            l.pattern_id = c.pattern_id.clone();
+            l.pattern_version = self.version_of(&c.pattern_id);
+        }
         l
     }
 

@@ -48,12 +48,14 @@ impl Shared {
                 .after_classify(&p, result, &mut l, request_started)
                 .await
             {
-                Next::Done(line) => {
-                    drop(permit);
-                    return self.finish(out, &digest, *line).await;
+                Next::Done(line, error) => {
+                    settle(permit, error.as_deref(), ingest_rtt);
+                    let mut line = *line;
+                    line.waited_ms = Some(paced.as_millis() as u64);
+                    return self.finish(out, &digest, line).await;
                 }
                 Next::Cached(hit) => {
-                    drop(permit);
+                    settle(permit, None, ingest_rtt);
                     l.status = if p.repeat {
                         Outcome::Duplicate
                     } else {
@@ -85,17 +87,7 @@ impl Shared {
                 }
             }
         }
-        if let Some(permit) = permit {
-            match &result {
-                Ok(_) => match ingest_rtt {
-                    Some(rtt) => permit.success_with_latency(rtt),
-                    // Answered by another worker: no sample of this service's latency.
-                    None => permit.ignore(),
-                },
-                Err(e) if e.is_rate_limited() || e.is_timeout() => permit.dropped(),
-                Err(_) => permit.ignore(),
-            }
-        }
+        settle(permit, result.as_ref().err().map(|e| &**e), ingest_rtt);
         match result {
             Ok((job, role)) => {
                 let manifest = job.manifest.unwrap_or(Manifest::Json(Default::default()));
@@ -172,7 +164,7 @@ impl Shared {
                 let mut line = l.clone();
                 line.error = Some(ErrorInfo::from(&*e));
                 line.latency_ms = (p.prep + started.elapsed()).as_millis() as u64;
-                return Next::Done(Box::new(line));
+                return Next::Done(Box::new(line), Some(e));
             }
         };
         l.classify_job_id = Some(job.id.clone());
@@ -185,16 +177,12 @@ impl Shared {
         tracing::debug!(class = classified.class.as_deref(), "classified");
         l.class = classified.class.clone();
         let Some(pattern_id) = classified.pattern_id else {
-            let mut line =
+            let no_route =
                 self.no_route_line(p.label.clone(), started, classified.class.as_deref(), true);
-            line.content_hash = l.content_hash.clone();
-            line.bytes_in = l.bytes_in;
-            line.bytes_sent = l.bytes_sent;
-            line.attempts = l.attempts;
-            line.rate_limited = l.rate_limited;
-            line.classify_job_id = l.classify_job_id.clone();
+            let mut line = l.clone();
+            line.error = no_route.error;
             line.latency_ms = (p.prep + started.elapsed()).as_millis() as u64;
-            return Next::Done(Box::new(line));
+            return Next::Done(Box::new(line), None);
         };
         let key = self.key_for(p.hash, &pattern_id);
         l.pattern_id = pattern_id;
@@ -433,10 +421,23 @@ impl Shared {
     }
 }
 
+/// Tells `--concurrency auto` how the input's requests went: the round trip of its
+/// accepted ingest, or a rate limit or timeout (congestion); anything else, or an answer
+/// from another worker (no sample of this service's latency), is ignored.
+fn settle(permit: Option<Permit>, error: Option<&Error>, ingest_rtt: Option<Duration>) {
+    let Some(permit) = permit else { return };
+    match (error, ingest_rtt) {
+        (Some(e), _) if e.is_rate_limited() || e.is_timeout() => permit.dropped(),
+        (None, Some(rtt)) => permit.success_with_latency(rtt),
+        _ => permit.ignore(),
+    }
+}
+
 /// What comes after a classification (see [`Shared::after_classify`]).
 enum Next {
-    /// The input's line is ready (a failure or `NO_ROUTE`).
-    Done(Box<ResultLine>),
+    /// The input's line is ready: the classification failed (with its error), or no
+    /// route takes the class.
+    Done(Box<ResultLine>, Option<Arc<Error>>),
     /// Extract with this key.
     Extract(CacheKey),
     /// The extraction's result, from the cache.

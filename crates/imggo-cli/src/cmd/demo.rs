@@ -258,24 +258,7 @@ async fn batch(
         );
     } else {
         println!("{}", report.table());
-        for (class, (pattern, n)) in &classes {
-            let name = match class.as_str() {
-                "invoice" => "Invoice extraction",
-                "receipt" => "Receipt extraction",
-                "menu" => "Menu extraction",
-                _ => "Generic document (the fallback)",
-            };
-            println!("  class {class:<8} {n:>3} inputs → {name} ({pattern})");
-        }
-        println!(
-            "  alerts received on {}: {}",
-            receiver.url,
-            if alerts.is_empty() {
-                "none".to_string()
-            } else {
-                alerts.join(", ")
-            }
-        );
+        print_routing(&classes, &receiver.url, &alerts);
         match &written {
             Ok(()) => println!("  report: {}", path.display()),
             Err(e) => println!("  report: {e}"),
@@ -293,6 +276,29 @@ async fn batch(
         );
         ExitCode::from(report.exit_code().max(1))
     }
+}
+
+/// Which pattern each class went to, and the alerts the receiver got.
+fn print_routing(
+    classes: &std::collections::BTreeMap<String, (String, u64)>,
+    url: &str,
+    alerts: &[String],
+) {
+    for (class, (pattern, n)) in classes {
+        let name = match class.as_str() {
+            "invoice" => "Invoice extraction",
+            "receipt" => "Receipt extraction",
+            "menu" => "Menu extraction",
+            _ => "Generic document (the fallback)",
+        };
+        println!("  class {class:<8} {n:>3} inputs → {name} ({pattern})");
+    }
+    let got = if alerts.is_empty() {
+        "none".to_string()
+    } else {
+        alerts.join(", ")
+    };
+    println!("  alerts received on {url}: {got}");
 }
 
 /// A local alert receiver on 127.0.0.1: answers every POST 200 and keeps each alert's
