@@ -357,3 +357,38 @@ async fn the_demo_routes_by_class_fires_and_clears_an_alert_and_writes_a_report(
     assert!(html.contains("data-key=\"class\""));
     assert!(html.matches("<svg").count() >= 5, "the charts");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_carry_the_base_name_even_a_hostile_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let staged = imggo_testkit::corpus_variants(&dir.path().join("staged"), 1, 0);
+    let root = dir.path().join("in");
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    // Quotes, CR and LF would break the multipart header if they were sent as they are.
+    let hostile = root.join("sub/a \"quoted\"\r\nX-Evil: 1 other.jpg");
+    std::fs::rename(&staged[0], &hostile).unwrap();
+    let handle = emulator().await;
+    let classify = classifier(&handle);
+    let fallback = pattern(&handle, "fallback");
+    let out = dir.path().join("results.jsonl");
+    let root_arg = root.display().to_string();
+    let args = [
+        "--classify",
+        &classify,
+        "--class-field",
+        "doc_type",
+        "--pattern",
+        &fallback,
+        "--quiet",
+        &root_arg,
+    ];
+    let o = output(imggo_run_routed(&handle.base_url(), KEY, &out, &args)).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let got = lines(&out);
+    assert_eq!(got.len(), 1);
+    // The emulator read the class from the name it received: the file's, not image.jpg.
+    assert_eq!(got[0].class.as_deref(), Some("other"), "{:?}", got[0]);
+    assert_eq!(got[0].pattern_id, fallback);
+    assert_eq!(handle.stats().jobs_created, 2);
+    handle.shutdown().await;
+}

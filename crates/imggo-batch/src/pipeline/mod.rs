@@ -1,5 +1,10 @@
-//! The batch pipeline: read → hash → dedup → cache → optimise → limit → ingest → wait →
-//! cache put → one result line per input.
+//! The batch pipeline: route → read → hash → dedup → cache → optimise → limit → ingest →
+//! wait → cache put → one result line per input.
+//!
+//! Each input's pattern comes from the run's [`Routes`]: a `--route` glob on its name, else
+//! a classification (one more limit → ingest → wait, its result cached under the
+//! classification pattern, its class picking the extraction pattern), else the fallback
+//! pattern; an input nothing takes gets a `failed` line [`NO_ROUTE`].
 //!
 //! Three stages joined by bounded channels, so memory stays flat however many inputs
 //! there are and the stages overlap:
