@@ -392,3 +392,54 @@ async fn uploads_carry_the_base_name_even_a_hostile_one() {
     assert_eq!(handle.stats().jobs_created, 2);
     handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_skips_inputs_a_routed_run_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let staged = imggo_testkit::corpus_variants(&dir.path().join("staged"), 3, 0);
+    let root = dir.path().join("in");
+    std::fs::create_dir_all(&root).unwrap();
+    for (i, (from, name)) in staged.iter().zip(["invoice", "receipt", "x"]).enumerate() {
+        std::fs::rename(from, root.join(format!("{name}-{i}.jpg"))).unwrap();
+    }
+    let handle = emulator().await;
+    let classify = classifier(&handle);
+    let (inv, fallback) = (pattern(&handle, "invoices"), pattern(&handle, "fallback"));
+    let out = dir.path().join("results.jsonl");
+    let route_class = format!("invoice={inv}");
+    let glob = format!("x-*={fallback}");
+    let root_arg = root.display().to_string();
+    let args = [
+        "--route",
+        &glob,
+        "--classify",
+        &classify,
+        "--class-field",
+        "doc_type",
+        "--route-class",
+        &route_class,
+        "--pattern",
+        &fallback,
+        "--quiet",
+        "--resume",
+        &root_arg,
+    ];
+    let o = output(imggo_run_routed(&handle.base_url(), KEY, &out, &args)).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let first = by_name(lines(&out));
+    assert_eq!(first["invoice-0.jpg"].pattern_id, inv);
+    assert_eq!(first["receipt-1.jpg"].pattern_id, fallback);
+    // Routed by its glob: never classified.
+    assert_eq!(first["x-2.jpg"].pattern_id, fallback);
+    assert_eq!(first["x-2.jpg"].class, None);
+    assert_eq!(first["x-2.jpg"].classify_job_id, None);
+    let jobs = handle.stats().jobs_created;
+    assert_eq!(jobs, 5);
+
+    // The cache is off: only the results file says these are done.
+    let o = output(imggo_run_routed(&handle.base_url(), KEY, &out, &args)).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(handle.stats().jobs_created, jobs, "nothing sent again");
+    assert_eq!(lines(&out).len(), 3);
+    handle.shutdown().await;
+}
