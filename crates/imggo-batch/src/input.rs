@@ -169,6 +169,8 @@ enum Pending {
         path: PathBuf,
         regular: bool,
         ancestors: Option<Arc<Ancestors>>,
+        /// The directory argument it was found under.
+        root: Arc<PathBuf>,
     },
     /// A list being read.
     Lines {
@@ -238,7 +240,7 @@ fn next_line(reader: &mut dyn BufRead) -> io::Result<Line> {
 /// not UTF-8 and lists that are not text.
 pub struct Inputs {
     stack: Vec<Pending>,
-    ready: VecDeque<Input>,
+    ready: VecDeque<RoutedInput>,
     /// The list files being read, outermost first (a list's id leaves when it ends).
     open_lists: Vec<FileId>,
 }
@@ -270,7 +272,50 @@ impl Inputs {
     }
 
     fn broken(&mut self, label: String, reason: String) {
-        self.ready.push_back(Input::Broken { label, reason });
+        self.ready
+            .push_back(RoutedInput::from(Input::Broken { label, reason }));
+    }
+
+    /// The same inputs, each with its route name (see [`RoutedInput`]).
+    pub fn routed(self) -> RoutedInputs {
+        RoutedInputs(self)
+    }
+
+    fn next_routed(&mut self) -> Option<RoutedInput> {
+        loop {
+            if let Some(i) = self.ready.pop_front() {
+                return Some(i);
+            }
+            match self.stack.pop()? {
+                Pending::Arg(a) => self.expand_arg(a),
+                Pending::Walked {
+                    path,
+                    regular,
+                    ancestors,
+                    root,
+                } => self.expand_walked(path, regular, ancestors, root),
+                Pending::Lines {
+                    label,
+                    id,
+                    reader,
+                    number,
+                } => self.read_list(label, id, reader, number),
+            }
+        }
+    }
+
+    /// A file found under the directory argument `root`: routed by its relative path.
+    fn push_found(&mut self, path: PathBuf, root: Option<&Path>) {
+        let route_name = root
+            .and_then(|r| path.strip_prefix(r).ok())
+            .map(relative_name);
+        match route_name {
+            Some(route_name) => self.ready.push_back(RoutedInput {
+                input: Input::File(path),
+                route_name,
+            }),
+            None => self.ready.push_back(RoutedInput::from(Input::File(path))),
+        }
     }
 
     fn expand_arg(&mut self, arg: String) {
@@ -286,11 +331,11 @@ impl Inputs {
         } else {
             match Input::parse(&arg) {
                 Input::File(p) => match fs::metadata(&p) {
-                    Ok(meta) => self.expand_path(p, &meta, None),
+                    Ok(meta) => self.expand_path(p, &meta, None, None),
                     // A missing file fails when it is read, like any unreadable one.
-                    Err(_) => self.ready.push_back(Input::File(p)),
+                    Err(_) => self.push_found(p, None),
                 },
-                url => self.ready.push_back(url),
+                url => self.ready.push_back(RoutedInput::from(url)),
             }
         }
     }
@@ -334,11 +379,17 @@ impl Inputs {
     }
 
     /// A path that exists, with its metadata (links followed).
-    fn expand_path(&mut self, path: PathBuf, meta: &Metadata, ancestors: Option<Arc<Ancestors>>) {
+    fn expand_path(
+        &mut self,
+        path: PathBuf,
+        meta: &Metadata,
+        ancestors: Option<Arc<Ancestors>>,
+        root: Option<Arc<PathBuf>>,
+    ) {
         if meta.is_dir() {
-            self.expand_dir(path, meta, ancestors);
+            self.expand_dir(path, meta, ancestors, root);
         } else if meta.is_file() {
-            self.ready.push_back(Input::File(path));
+            self.push_found(path, root.as_deref().map(PathBuf::as_path));
         } else {
             let kind = file_kind(meta);
             self.broken(
@@ -348,7 +399,13 @@ impl Inputs {
         }
     }
 
-    fn expand_dir(&mut self, dir: PathBuf, meta: &Metadata, ancestors: Option<Arc<Ancestors>>) {
+    fn expand_dir(
+        &mut self,
+        dir: PathBuf,
+        meta: &Metadata,
+        ancestors: Option<Arc<Ancestors>>,
+        root: Option<Arc<PathBuf>>,
+    ) {
         let id = file_id(meta);
         if id.is_some_and(|id| on_path(ancestors.as_ref(), id)) {
             // A link back to a directory being walked: its files come through the real path.
@@ -379,6 +436,8 @@ impl Inputs {
             id,
             parent: ancestors,
         }));
+        // The directory argument: entries are routed by their path relative to it.
+        let root = root.unwrap_or_else(|| Arc::new(dir.clone()));
         // Files and subdirectories interleave in sorted order: push in reverse so the
         // smallest name comes off the stack first.
         for (path, regular) in found.into_iter().rev() {
@@ -386,17 +445,24 @@ impl Inputs {
                 path,
                 regular,
                 ancestors: here.clone(),
+                root: root.clone(),
             });
         }
     }
 
-    fn expand_walked(&mut self, path: PathBuf, regular: bool, ancestors: Option<Arc<Ancestors>>) {
+    fn expand_walked(
+        &mut self,
+        path: PathBuf,
+        regular: bool,
+        ancestors: Option<Arc<Ancestors>>,
+        root: Arc<PathBuf>,
+    ) {
         if regular {
-            return self.ready.push_back(Input::File(path));
+            return self.push_found(path, Some(&root));
         }
         // A directory, a link (followed here) or a special file.
         match fs::metadata(&path) {
-            Ok(meta) => self.expand_path(path, &meta, ancestors),
+            Ok(meta) => self.expand_path(path, &meta, ancestors, Some(root)),
             Err(e) => {
                 let what = if fs::symlink_metadata(&path).is_ok_and(|m| m.is_symlink()) {
                     "dangling symbolic link"
@@ -474,25 +540,68 @@ impl Iterator for Inputs {
     type Item = Input;
 
     fn next(&mut self) -> Option<Input> {
-        loop {
-            if let Some(i) = self.ready.pop_front() {
-                return Some(i);
-            }
-            match self.stack.pop()? {
-                Pending::Arg(a) => self.expand_arg(a),
-                Pending::Walked {
-                    path,
-                    regular,
-                    ancestors,
-                } => self.expand_walked(path, regular, ancestors),
-                Pending::Lines {
-                    label,
-                    id,
-                    reader,
-                    number,
-                } => self.read_list(label, id, reader, number),
-            }
-        }
+        self.next_routed().map(|r| r.input)
+    }
+}
+
+/// An input and the name `--route` globs are matched against:
+///
+/// - a file found under a directory argument: its path relative to that directory, with
+///   `/` between components (`2024/invoice-1.jpg`);
+/// - a file named directly (or in a list): its file name;
+/// - a URL: its path without the leading `/`, the query and the fragment
+///   (`scans/invoice-1.jpg` for `https://host/scans/invoice-1.jpg?x=1`);
+/// - a broken input: its label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutedInput {
+    /// The input.
+    pub input: Input,
+    /// Its route name.
+    pub route_name: String,
+}
+
+impl From<Input> for RoutedInput {
+    /// The route name of an input not found under a directory argument.
+    fn from(input: Input) -> Self {
+        let route_name = match &input {
+            Input::File(p) => p
+                .file_name()
+                .map_or_else(|| path_label(p), |n| escape_bytes(n.as_encoded_bytes())),
+            Input::Url(u) => url_path(u),
+            Input::Broken { label, .. } => label.clone(),
+        };
+        Self { input, route_name }
+    }
+}
+
+/// [`Inputs`] with the route name of each input: what [`Inputs::routed`] returns.
+#[derive(Debug)]
+pub struct RoutedInputs(Inputs);
+
+impl Iterator for RoutedInputs {
+    type Item = RoutedInput;
+
+    fn next(&mut self) -> Option<RoutedInput> {
+        self.0.next_routed()
+    }
+}
+
+/// A relative path as a route name: its components joined by `/`, each written like a
+/// [`path_label`].
+fn relative_name(rel: &Path) -> String {
+    rel.components()
+        .map(|c| escape_bytes(c.as_os_str().as_encoded_bytes()))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The path of a URL: what follows the host and its `/`, without query or fragment.
+fn url_path(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    match rest.find('/') {
+        Some(i) => rest[i + 1..].to_owned(),
+        None => String::new(),
     }
 }
 
@@ -725,5 +834,30 @@ mod tests {
             matches!(&got[..], [Input::Broken { reason, .. }] if reason.contains("cannot read directory")),
             "{got:?}"
         );
+    }
+
+    #[test]
+    fn route_names() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("in");
+        fs::create_dir_all(root.join("2024")).unwrap();
+        fs::write(root.join("a.jpg"), b"x").unwrap();
+        fs::write(root.join("2024/invoice-1.jpg"), b"y").unwrap();
+        let file = root.join("a.jpg").display().to_string();
+        let got: Vec<(Input, String)> = Inputs::new([
+            root.display().to_string(),
+            file.clone(),
+            "https://h.example/scans/r-1.jpg?sig=x".to_string(),
+        ])
+        .routed()
+        .map(|r| (r.input, r.route_name))
+        .collect();
+        let names: Vec<&str> = got.iter().map(|(_, n)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            ["2024/invoice-1.jpg", "a.jpg", "a.jpg", "scans/r-1.jpg"]
+        );
+        assert_eq!(got[0].0, Input::File(root.join("2024/invoice-1.jpg")));
+        assert_eq!(got[2].0, Input::File(PathBuf::from(file)));
     }
 }

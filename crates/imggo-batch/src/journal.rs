@@ -48,7 +48,9 @@ pub struct ResultLine {
     pub manifest: Option<Value>,
     /// The error of a failed input.
     pub error: Option<ErrorInfo>,
-    /// HTTP attempts made for the ingest (0 when cached, duplicate or failed before upload).
+    /// HTTP attempts made for the ingest (0 when cached, duplicate or failed before upload);
+    /// for a classified input, the extraction's ingest (the classification's, when it
+    /// ended there).
     pub attempts: u32,
     /// Wall time from the start of this input to its result.
     pub latency_ms: u64,
@@ -79,6 +81,14 @@ pub struct ResultLine {
     /// `Retry-After` of 429s (absent in lines of older releases).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waited_ms: Option<u64>,
+    /// The input's class, read by the classification pattern (`--classify`); absent
+    /// when the run does not classify or the input was not classified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// The classification job of the input (`--classify`); `job_id` stays the job that
+    /// produced the manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classify_job_id: Option<String>,
 }
 
 /// What a line of an earlier run must match for `--resume` to count its input as done:
@@ -94,6 +104,9 @@ pub struct ResumeKey {
     pub pattern_version: Option<u32>,
     /// The settings fingerprint of this run (as in [`ResultLine::settings`]), when known.
     pub settings: Option<String>,
+    /// With routing (`--route`, `--classify`): the other patterns of the run and their
+    /// versions; a line of any of them counts too.
+    pub routed: Vec<(String, u32)>,
 }
 
 impl ResumeKey {
@@ -103,7 +116,14 @@ impl ResumeKey {
             pattern_id: pattern_id.into(),
             pattern_version: None,
             settings: None,
+            routed: Vec::new(),
         }
+    }
+
+    /// Also counts lines of these patterns, each at its version (a routed run).
+    pub fn routed(mut self, patterns: impl IntoIterator<Item = (String, u32)>) -> Self {
+        self.routed.extend(patterns);
+        self
     }
 
     /// Also requires the pattern's `version`.
@@ -123,12 +143,18 @@ impl ResumeKey {
             (Some(w), Some(g)) => w == g,
             _ => true,
         };
-        line.pattern_id == self.pattern_id
-            && agree(
-                self.pattern_version.map(|v| v.to_string()).as_deref(),
+        let version = |want: Option<u32>| {
+            agree(
+                want.map(|v| v.to_string()).as_deref(),
                 line.pattern_version.map(|v| v.to_string()).as_deref(),
             )
-            && agree(self.settings.as_deref(), line.settings.as_deref())
+        };
+        let pattern = (line.pattern_id == self.pattern_id && version(self.pattern_version))
+            || self
+                .routed
+                .iter()
+                .any(|(p, v)| line.pattern_id == *p && version(Some(*v)));
+        pattern && agree(self.settings.as_deref(), line.settings.as_deref())
     }
 }
 
@@ -332,6 +358,8 @@ mod tests {
             finished_at: None,
             rate_limited: None,
             waited_ms: None,
+            class: None,
+            classify_job_id: None,
         }
     }
 

@@ -11,6 +11,7 @@
 //! | what to run: plain settings, and the pipeline built from them | [`spec`] ([`RunSpec`]) |
 //! | builder, [`Concurrency`], [`WaitMode`] | `pipeline/builder.rs` ([`PipelineBuilder`]) |
 //! | inputs: files, directories, lists, URLs | [`input`] |
+//! | routing by name (globs) and by class (classification) | [`route`] ([`Routes`]) |
 //! | prepare: read, hash, cache, optimise | `pipeline/prepare.rs` |
 //! | send: limit and ingest | `pipeline/send.rs` |
 //! | wait: poll, or webhook with polling as the fallback | `pipeline/wait.rs`, `webhook` |
@@ -42,6 +43,7 @@ pub mod pipeline;
 mod read;
 pub mod report;
 pub mod report_html;
+pub mod route;
 pub mod spec;
 mod timing;
 #[cfg(feature = "webhook")]
@@ -49,13 +51,14 @@ pub mod webhook;
 
 pub use alert::{AlertEvent, AlertSinks, AlertState, Alerter};
 pub use hooks::{CountingRetry, Observers};
-pub use input::{Input, Inputs};
+pub use input::{Input, Inputs, RoutedInput, RoutedInputs};
 pub use journal::{ErrorInfo, Journal, ResultLine, ResumeKey};
 pub use metrics::{Alert, AlertRules, LatencySummary, Outcome, Severity, Snapshot, Tracker};
 pub use pipeline::{Concurrency, Pipeline, PipelineBuilder, Run, WaitMode, DEFAULT_CACHE_TTL};
 pub use read::read_bounded;
 pub use report::{PaceSummary, Report};
 pub use report_html::HtmlReport;
+pub use route::{ClassifySpec, Route, Routes, NO_ROUTE};
 pub use spec::{ConcurrencySpec, RunSpec, Started};
 #[cfg(feature = "webhook")]
 pub use spec::{WebhookRegistration, WebhookSpec};

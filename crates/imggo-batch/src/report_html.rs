@@ -40,6 +40,8 @@ struct Entry {
     bytes_in: u64,
     bytes_sent: u64,
     pattern_id: String,
+    /// The routing class (`--classify`), when the line has one.
+    class: Option<String>,
     rate_limited: Option<u32>,
     waited_ms: Option<u64>,
 }
@@ -212,6 +214,7 @@ impl HtmlReport {
             bytes_in: l.bytes_in,
             bytes_sent: l.bytes_sent,
             pattern_id: l.pattern_id.clone(),
+            class: l.class.clone(),
             rate_limited: l.rate_limited,
             waited_ms: l.waited_ms,
         });
@@ -261,6 +264,11 @@ impl HtmlReport {
             self.bytes_chart(),
         ] {
             h.push_str(&chart);
+        }
+        // A classified run is read by class first (each class's pattern is in the next
+        // table); lines that were not classified are the class `-`.
+        if self.entries.iter().any(|e| e.class.is_some()) {
+            h.push_str(&self.group_table("Per class", "class", |e| e.class.as_deref()));
         }
         h.push_str(&self.group_table("Per pattern", "pattern_id", |e| Some(e.pattern_id.as_str())));
         h.push_str(&self.failure_table());
@@ -692,7 +700,7 @@ impl HtmlReport {
         figure("Bytes saved by optimisation", svg, &caption)
     }
 
-    /// A table of the lines grouped by `key` (the pattern; later the routing class):
+    /// A table of the lines grouped by `key` (the pattern, or the routing class):
     /// count, statuses, p50/p95 latency. Lines without a key are grouped under `-`.
     fn group_table<'a>(
         &'a self,

@@ -32,6 +32,7 @@ use imggo_ratelimit::{
 
 use crate::hooks::{CountingRetry, Observers};
 use crate::pipeline::{Concurrency, Pipeline, WaitMode, DEFAULT_CACHE_TTL};
+use crate::route::{ClassifySpec, Routes};
 
 #[cfg(feature = "webhook")]
 pub use webhook::{WebhookRegistration, WebhookSpec};
@@ -83,8 +84,15 @@ pub struct RunSpec {
     pub api_key: Secret,
     /// Per-attempt timeout of every request.
     pub timeout: Duration,
-    /// The pattern every input runs with.
+    /// The pattern every input runs with; with `routes` or `classify`, the fallback for
+    /// inputs they do not route (empty: no fallback, such an input fails `NO_ROUTE`).
     pub pattern: String,
+    /// `--route GLOB=PATTERN_ID`, in order: the first glob that matches an input's route
+    /// name picks its pattern (see [`crate::route`]).
+    pub routes: Vec<(String, String)>,
+    /// `--classify`: a classification pattern reads each input that no glob routes, and
+    /// its class picks the extraction pattern.
+    pub classify: Option<ClassifySpec>,
     /// The result cache: `memory`, `file:DIR`, `redis://…` or `off` (see
     /// [`imggo_cache::parse_cache_url`]); a `redis://` cache also shares in-flight work.
     pub cache: String,
@@ -118,6 +126,8 @@ impl std::fmt::Debug for RunSpec {
             .field("api_key", &self.api_key)
             .field("timeout", &self.timeout)
             .field("pattern", &self.pattern)
+            .field("routes", &self.routes)
+            .field("classify", &self.classify)
             .field("cache", &redact_url(&self.cache))
             .field("limiter", &self.limiter.as_deref().map(redact_url))
             .field("rps", &self.rps)
@@ -183,6 +193,8 @@ impl RunSpec {
             api_key: api_key.into(),
             timeout: Duration::from_secs(60),
             pattern: pattern.into(),
+            routes: Vec::new(),
+            classify: None,
             cache: default_cache(),
             limiter: None,
             rps: None,
@@ -201,6 +213,16 @@ impl RunSpec {
     /// webhook is registered last, once nothing else can fail, so that no error leaves an
     /// account-wide registration behind.
     pub async fn start(&self, tracker: Arc<Tracker>) -> Result<Started, Error> {
+        let routes = Routes::new(
+            &self.routes,
+            self.classify.clone(),
+            Some(self.pattern.clone()),
+        )?;
+        if routes.is_empty() {
+            return Err(Error::Config(
+                "--pattern is required (or --route / --classify)".into(),
+            ));
+        }
         let pacer = Arc::new(HeaderPacer::new());
         let observer: Arc<dyn RateLimitObserver> = Arc::new(Observers(vec![
             pacer.clone() as Arc<dyn RateLimitObserver>,
@@ -249,6 +271,7 @@ impl RunSpec {
         let mut b = Pipeline::builder()
             .client(client.clone())
             .pattern(self.pattern.clone())
+            .routes(routes)
             .optimize(self.optimize.clone())
             .limiter(Arc::new(limiters.into_iter().collect::<Chain>()))
             .concurrency(concurrency)

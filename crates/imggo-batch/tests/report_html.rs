@@ -53,6 +53,8 @@ fn line(i: u64) -> ResultLine {
         )),
         rate_limited: Some(u32::from(i.is_multiple_of(10))),
         waited_ms: Some(if i.is_multiple_of(10) { 1000 } else { 0 }),
+        class: None,
+        classify_job_id: None,
     }
 }
 
@@ -200,4 +202,30 @@ fn extreme_numbers_and_times_draw_a_report() {
     let html = report.render();
     assert_eq!(html.matches("<svg").count(), 6);
     assert!(html.contains("data-code=\"X\" data-count=\"1\""), "{html}");
+}
+
+#[test]
+fn a_classified_run_has_a_table_per_class() {
+    let mut report = HtmlReport::new("classified");
+    for i in 0..30u64 {
+        let mut l = line(i + 1);
+        l.class = match i % 3 {
+            0 => Some("invoice".into()),
+            1 => Some("<receipt>".into()),
+            _ => None,
+        };
+        report.add(&l);
+    }
+    let html = report.render();
+    assert!(html.contains("<table class=\"groups\" data-key=\"class\">"));
+    assert!(html.contains("<tr><td>invoice</td><td>10</td>"));
+    assert!(html.contains("<tr><td>&lt;receipt&gt;</td><td>10</td>"));
+    assert!(html.contains("<tr><td>-</td><td>10</td>"));
+    // The per-pattern table stays.
+    assert!(html.contains("<table class=\"groups\" data-key=\"pattern_id\">"));
+
+    // Without classes, no class table.
+    let mut plain = HtmlReport::new("plain");
+    plain.add(&line(1));
+    assert!(!plain.render().contains("data-key=\"class\""));
 }

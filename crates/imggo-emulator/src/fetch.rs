@@ -26,7 +26,12 @@ pub(crate) async fn image(state: &State, url: &str) -> Result<ImageFacts, String
     }
     let hash = ContentHash::of(&bytes);
     state.counters.ingest_received(hash.as_u128());
-    facts_with_hash(&bytes, hash)
+    facts_with_hash(&bytes, hash).map(|mut f| {
+        // The last segment of the URL's path names the image, like an upload's file name.
+        let path = url.split(['?', '#']).next().unwrap_or(url);
+        f.file_name = path.rsplit('/').next().map(str::to_owned);
+        f
+    })
 }
 
 async fn get(state: &State, url: &str) -> Result<Bytes, String> {

@@ -333,7 +333,10 @@ fn parse_multipart(state: &State, ct: &str, body: Bytes) -> Result<Parsed, Box<R
         ));
     }
     let hash = ContentHash::of(&image.data);
-    let facts = lifecycle::facts_with_hash(&image.data, hash);
+    let facts = lifecycle::facts_with_hash(&image.data, hash).map(|mut f| {
+        f.file_name = image.filename.clone();
+        f
+    });
     Ok(Parsed {
         source: Source::Received(facts),
         hash: Some(hash),

@@ -49,6 +49,7 @@ pub(crate) fn facts_with_hash(bytes: &[u8], hash: ContentHash) -> Result<ImageFa
             height: info.height,
             bytes: bytes.len() as u64,
             content_hash: hash.to_string(),
+            file_name: None,
         }),
         Err(e) => Err(format!("Invalid image: {e}")),
     }

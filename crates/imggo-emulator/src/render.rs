@@ -18,6 +18,9 @@ pub(crate) struct ImageFacts {
     pub bytes: u64,
     /// `xxh3-<32 hex>` of the received bytes.
     pub content_hash: String,
+    /// The upload's file name (the last segment of a fetched URL's path), when known:
+    /// the classification stand-in picks an `enum` value it names.
+    pub file_name: Option<String>,
 }
 
 /// `{success: true, data: job}` in `dialect`.
@@ -90,7 +93,11 @@ pub(crate) fn manifest(pattern: &Pattern, facts: &ImageFacts) -> Manifest {
                 .and_then(|s| s.get("properties"))
             {
                 for (k, schema) in props {
-                    m.insert(k.clone(), placeholder(schema, 0));
+                    let value = match schema.get("enum") {
+                        Some(Value::Array(options)) => classify(options, facts),
+                        _ => placeholder(schema, 0),
+                    };
+                    m.insert(k.clone(), value);
                 }
             }
             return Manifest::Json(m.into());
@@ -112,6 +119,33 @@ fn csv_delimiter(p: &Pattern) -> char {
         Some("semicolon") | Some(";") => ';',
         _ => ',',
     }
+}
+
+/// The classification stand-in, for a top-level schema property with an `enum`: the
+/// value that appears in the upload's file name (case-insensitive; the longest when
+/// several do), otherwise the one the content hash picks (its leading 64 bits modulo the
+/// number of values). Deterministic: the same name and bytes give the same value.
+fn classify(options: &[Value], facts: &ImageFacts) -> Value {
+    let name = facts.file_name.as_deref().unwrap_or("").to_lowercase();
+    let named = options
+        .iter()
+        .filter_map(|o| o.as_str().map(|s| (o, s.to_lowercase())))
+        .filter(|(_, s)| !s.is_empty() && name.contains(s.as_str()))
+        .max_by_key(|(_, s)| s.len())
+        .map(|(o, _)| o.clone());
+    if let Some(v) = named {
+        return v;
+    }
+    if options.is_empty() {
+        return Value::Null;
+    }
+    let hex = facts.content_hash.strip_prefix("xxh3-").unwrap_or("");
+    let lead = hex
+        .get(..16)
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .unwrap_or(0);
+    let i = (lead % options.len() as u64) as usize;
+    options.get(i).cloned().unwrap_or(Value::Null)
 }
 
 /// A typed placeholder for a JSON-schema node.
@@ -377,7 +411,34 @@ mod tests {
             height: 480,
             bytes: 1234,
             content_hash: "xxh3-00000000000000000000000000000001".into(),
+            file_name: None,
         }
+    }
+
+    #[test]
+    fn classification_stand_in() {
+        let p = pattern(
+            PatternFormat::Json,
+            Some(json!({"type": "object", "properties": {
+                "doc_type": {"type": "string", "enum": ["invoice", "receipt", "menu", "receipt_scan"]}
+            }})),
+        );
+        let pick = |name: Option<&str>, hash: &str| {
+            let mut f = facts();
+            f.file_name = name.map(str::to_owned);
+            f.content_hash = hash.into();
+            let Manifest::Json(m) = manifest(&p, &f) else {
+                panic!("json expected")
+            };
+            m.to_map()["doc_type"].clone()
+        };
+        let h0 = "xxh3-00000000000000000000000000000001";
+        assert_eq!(pick(Some("Scan-INVOICE-7.jpg"), h0), json!("invoice"));
+        assert_eq!(pick(Some("receipt_scan_2.png"), h0), json!("receipt_scan"));
+        assert_eq!(pick(Some("car.jpg"), h0), json!("invoice"));
+        let h2 = "xxh3-0000000000000002ffffffffffffffff";
+        assert_eq!(pick(None, h2), json!("menu"));
+        assert_eq!(pick(Some("car.jpg"), h2), pick(Some("car.jpg"), h2));
     }
 
     fn pattern(format: PatternFormat, schema: Option<Value>) -> Pattern {

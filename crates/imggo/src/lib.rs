@@ -66,13 +66,13 @@ pub mod core {
 }
 #[cfg(feature = "webhook")]
 pub use imggo_batch::webhook;
-pub use imggo_batch::{alert, hooks, input, journal, pipeline, report, report_html, spec};
+pub use imggo_batch::{alert, hooks, input, journal, pipeline, report, report_html, route, spec};
 
 pub use imggo_batch::{
-    read_bounded, AlertEvent, AlertSinks, AlertState, Alerter, Concurrency, ConcurrencySpec,
-    CountingRetry, ErrorInfo, HtmlReport, Input, Inputs, Journal, PaceSummary, Pipeline,
-    PipelineBuilder, Report, ResultLine, ResumeKey, Run, RunSpec, Started, WaitMode,
-    DEFAULT_CACHE_TTL,
+    read_bounded, AlertEvent, AlertSinks, AlertState, Alerter, ClassifySpec, Concurrency,
+    ConcurrencySpec, CountingRetry, ErrorInfo, HtmlReport, Input, Inputs, Journal, PaceSummary,
+    Pipeline, PipelineBuilder, Report, ResultLine, ResumeKey, RoutedInput, RoutedInputs, Routes,
+    Run, RunSpec, Started, WaitMode, DEFAULT_CACHE_TTL, NO_ROUTE,
 };
 #[cfg(feature = "webhook")]
 pub use imggo_batch::{WebhookRegistration, WebhookRouter, WebhookSpec};

@@ -56,6 +56,7 @@ pub struct PipelineBuilder {
     client: Option<Client>,
     pattern_id: Option<String>,
     pattern_version: Option<u32>,
+    routes: Option<Routes>,
     optimize: Option<OptimizeOptions>,
     cache: Option<Arc<dyn Cache>>,
     cache_ttl: Duration,
@@ -97,6 +98,14 @@ impl PipelineBuilder {
     /// The pattern every input is run with (required).
     pub fn pattern(mut self, id: impl Into<String>) -> Self {
         self.pattern_id = Some(id.into());
+        self
+    }
+
+    /// Routing by name and by class (see [`crate::route`]); the [`pattern`](Self::pattern)
+    /// is the fallback unless `routes` has one. Without routes every input runs with the
+    /// pattern.
+    pub fn routes(mut self, routes: Routes) -> Self {
+        self.routes = Some(routes);
         self
     }
 
@@ -205,10 +214,23 @@ impl PipelineBuilder {
         let client = self
             .client
             .ok_or_else(|| Error::Config("pipeline needs a client".into()))?;
-        let pattern_id = self
-            .pattern_id
-            .filter(|p| !p.is_empty())
-            .ok_or_else(|| Error::Config("pipeline needs a pattern id (--pattern)".into()))?;
+        let routes = match (self.routes, self.pattern_id) {
+            (Some(r), Some(p)) if r.fallback().is_none() => r.with_fallback(p),
+            (Some(r), _) => r,
+            (None, p) => Routes::single(p.unwrap_or_default()),
+        };
+        if routes.is_empty() {
+            return Err(Error::Config(
+                "pipeline needs a pattern id (--pattern) or routes (--route, --classify)".into(),
+            ));
+        }
+        let pattern_id = routes.fallback().unwrap_or_default().to_owned();
+        let versions: HashMap<String, u32> = self
+            .pattern_version
+            .filter(|_| !pattern_id.is_empty())
+            .map(|v| (pattern_id.clone(), v))
+            .into_iter()
+            .collect();
         if let Concurrency::Fixed(0) = self.concurrency {
             return Err(Error::Config("concurrency must be at least 1".into()));
         }
@@ -223,7 +245,8 @@ impl PipelineBuilder {
                 optimize_fingerprint,
                 client,
                 pattern_id,
-                pattern_version: Mutex::new(self.pattern_version),
+                routes,
+                versions: Mutex::new(versions),
                 usage_readable: AtomicBool::new(false),
                 stopped: Mutex::new(None),
                 salts: Mutex::new(HashMap::new()),
@@ -259,6 +282,7 @@ impl Pipeline {
             client: None,
             pattern_id: None,
             pattern_version: None,
+            routes: None,
             optimize: Some(OptimizeOptions::default()),
             cache: None,
             cache_ttl: DEFAULT_CACHE_TTL,

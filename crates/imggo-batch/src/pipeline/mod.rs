@@ -1,5 +1,10 @@
-//! The batch pipeline: read → hash → dedup → cache → optimise → limit → ingest → wait →
-//! cache put → one result line per input.
+//! The batch pipeline: route → read → hash → dedup → cache → optimise → limit → ingest →
+//! wait → cache put → one result line per input.
+//!
+//! Each input's pattern comes from the run's [`Routes`]: a `--route` glob on its name, else
+//! a classification (one more limit → ingest → wait, its result cached under the
+//! classification pattern, its class picking the extraction pattern), else the fallback
+//! pattern; an input nothing takes gets a `failed` line [`NO_ROUTE`].
 //!
 //! Three stages joined by bounded channels, so memory stays flat however many inputs
 //! there are and the stages overlap:
@@ -43,10 +48,11 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{field, Instrument, Span};
 
 use crate::alert::Alerter;
-use crate::input::Input;
+use crate::input::RoutedInput;
 use crate::journal::{ErrorInfo, ResultLine};
 use crate::metrics::{AlertRules, Outcome, Tracker};
 use crate::report::{PaceSummary, Report};
+use crate::route::{Route, Routes, NO_ROUTE};
 use crate::timing::JobClock;
 #[cfg(feature = "webhook")]
 use crate::webhook::WebhookRouter;
@@ -82,8 +88,12 @@ impl std::fmt::Debug for Pipeline {
 
 struct Shared {
     client: Client,
+    /// The fallback pattern (`--pattern`); empty when there is none.
     pattern_id: String,
-    pattern_version: Mutex<Option<u32>>,
+    /// Which pattern each input runs with (globs, classification, the fallback).
+    routes: Routes,
+    /// The version of each pattern of `routes` (part of every cache key).
+    versions: Mutex<HashMap<String, u32>>,
     optimize: Option<OptimizeOptions>,
     /// Canonical text of the optimiser options (`no-optimize` without them).
     optimize_fingerprint: Arc<str>,
@@ -134,6 +144,19 @@ enum Payload {
 
 struct Prepared {
     label: String,
+    /// The pattern of the next ingest: the extraction pattern, or with `classify` the
+    /// classification pattern.
+    pattern_id: String,
+    /// The input is to be classified first (`key` is the classification's).
+    classify: bool,
+    /// The digest its identical inputs in flight wait on (see [`Shared::finish`]).
+    flight: ContentHash,
+    /// The file's base name, sent as the upload's file name.
+    file_name: Option<String>,
+    /// The class, when it was read from the cache.
+    class: Option<String>,
+    /// The classification job, when it was read from the cache.
+    classify_job_id: Option<String>,
     /// Salt of the idempotency key (see [`Pipeline::salt_keys`]).
     salt: Option<String>,
     /// Time spent reading, hashing and optimising (queue waits excluded).
@@ -259,9 +282,20 @@ thread_local! {
 }
 
 impl Pipeline {
-    /// The pattern every input runs with.
+    /// The fallback pattern (`--pattern`): the one every input runs with unless routes
+    /// send it elsewhere; empty when there is none.
     pub fn pattern_id(&self) -> &str {
         &self.shared.pattern_id
+    }
+
+    /// The routing table of the run.
+    pub fn routes(&self) -> &Routes {
+        &self.shared.routes
+    }
+
+    /// The version of every pattern of the run, known after [`Pipeline::prepare`].
+    pub fn pattern_versions(&self) -> HashMap<String, u32> {
+        lock(&self.shared.versions).clone()
     }
 
     /// The tracker the run records into.
@@ -298,8 +332,11 @@ impl Pipeline {
         self.shared.pacer.clone()
     }
 
-    /// Fetches the pattern's version (part of every cache key) unless it was given. A
-    /// missing pattern or a refused key fails here, before any input is touched.
+    /// Fetches the version (part of every cache key) of every pattern the run may use
+    /// (the fallback, each route's, the classification pattern and each class's) unless
+    /// it was given, and returns the fallback's (or, without a fallback, the first
+    /// route's). A missing pattern or a refused key fails here, before any input is
+    /// touched.
     ///
     /// It also reads the account's usage (`GET /user/usage`) when the key may: the
     /// plan's minimum interval between ingests starts the pacer at the right rate, so
@@ -318,23 +355,32 @@ impl Pipeline {
                 self.shared.pacer.set_min_interval(gap);
             }
         }
-        if let Some(v) = *lock(&self.shared.pattern_version) {
-            return Ok(v);
+        let mut first = None;
+        for id in self.shared.routes.patterns() {
+            let known = lock(&self.shared.versions).get(&id).copied();
+            let version = match known {
+                Some(v) => v,
+                None => {
+                    let p = self.shared.client.get_pattern(&id).await?;
+                    lock(&self.shared.versions).insert(id, p.version);
+                    p.version
+                }
+            };
+            first.get_or_insert(version);
         }
-        let p = self
-            .shared
-            .client
-            .get_pattern(&self.shared.pattern_id)
-            .await?;
-        *lock(&self.shared.pattern_version) = Some(p.version);
-        Ok(p.version)
+        first.ok_or_else(|| Error::Config("the run has no pattern (--pattern, --route)".into()))
     }
 
     /// Runs the batch over `inputs` on the current Tokio runtime. Call [`Pipeline::prepare`]
     /// first (or set the pattern version).
+    ///
+    /// `inputs` are [`Input`](crate::Input)s, or [`RoutedInput`]s
+    /// ([`Inputs::routed`](crate::Inputs::routed)) when `--route` globs should see the
+    /// path of each file relative to its directory argument.
     pub fn run<I>(self, inputs: I) -> Run
     where
-        I: IntoIterator<Item = Input> + Send + 'static,
+        I: IntoIterator + Send + 'static,
+        I::Item: Into<RoutedInput>,
         I::IntoIter: Send,
     {
         let Pipeline {
@@ -349,7 +395,7 @@ impl Pipeline {
             Concurrency::Fixed(n) => *n,
             Concurrency::Auto(_, max) => *max,
         };
-        let (in_tx, in_rx) = mpsc::channel::<Input>(cpu_workers * 4);
+        let (in_tx, in_rx) = mpsc::channel::<RoutedInput>(cpu_workers * 4);
         let (net_tx, net_rx) = mpsc::channel::<Prepared>(net_slots.max(cpu_workers) * 2);
         let (out_tx, out_rx) = mpsc::channel::<ResultLine>(256);
         let tracker = shared.tracker.clone();
@@ -368,8 +414,9 @@ impl Pipeline {
         let feeder = tokio::task::spawn_blocking(move || {
             let (mut seen, mut resumed) = (0u64, 0u64);
             for input in inputs {
+                let input: RoutedInput = input.into();
                 seen += 1;
-                if skip.contains(&input.label()) {
+                if skip.contains(&input.input.label()) {
                     resumed += 1;
                     continue;
                 }
@@ -394,7 +441,7 @@ impl Pipeline {
                 loop {
                     let next = in_rx.lock().await.recv().await;
                     let Some(input) = next else { break };
-                    let (label, started) = (input.label(), Instant::now());
+                    let (label, started) = (input.input.label(), Instant::now());
                     let span = input_span(&label, &shared.pattern_id);
                     let prepared = AssertUnwindSafe(shared.prepare_one(input, started, &out_tx))
                         .catch_unwind()
@@ -692,13 +739,55 @@ impl Shared {
             latency_ms: ms(started),
             bytes_in: 0,
             bytes_sent: 0,
-            pattern_version: *lock(&self.pattern_version),
+            pattern_version: self.version_of(&self.pattern_id),
             settings: Some(self.settings.to_string()),
             idempotency_salt: None,
             finished_at: None,
             rate_limited: Some(0),
             waited_ms: Some(0),
+            class: None,
+            classify_job_id: None,
         }
+    }
+
+    /// The version of pattern `id`, once [`Pipeline::prepare`] fetched it.
+    fn version_of(&self, id: &str) -> Option<u32> {
+        lock(&self.versions).get(id).copied()
+    }
+
+    /// A `failed` line [`NO_ROUTE`]: nothing takes the input. `classified`: its
+    /// classification manifest gave `class` (`None`: no class at the field).
+    fn no_route_line(
+        &self,
+        label: String,
+        started: Instant,
+        class: Option<&str>,
+        classified: bool,
+    ) -> ResultLine {
+        let mut l = self.line(label.clone(), started, Outcome::Failed);
+        let field = self.routes.classify().map_or("", |c| c.field.as_str());
+        let message = match (class, classified) {
+            (Some(c), _) => format!(
+                "{label}: no route for class {c:?} (no --route-class {c}=PATTERN_ID and no --pattern fallback)"
+            ),
+            (None, true) => format!(
+                "{label}: its classification has no class at {field:?} and there is no --pattern fallback"
+            ),
+            (None, false) => format!(
+                "{label}: no route matches it (no --route glob matched, and no --classify or --pattern fallback)"
+            ),
+        };
+        l.error = Some(ErrorInfo {
+            code: NO_ROUTE.into(),
+            message,
+        });
+        l.class = class.map(str::to_owned);
+        if let (Some(c), true) = (self.routes.classify(), classified) {
+            // The classification is the pattern that ran for it.
+            l.pattern_id = c.pattern_id.clone();
+            l.pattern_version = self.version_of(&c.pattern_id);
+        }
+        l
     }
 
     async fn emit(&self, out: &mpsc::Sender<ResultLine>, mut line: ResultLine) {
@@ -742,7 +831,7 @@ impl Shared {
         permit: Option<Permit>,
         slot: &mut Slot,
     ) {
-        let (label, digest, hash) = (p.label.clone(), p.key.digest(), p.hash);
+        let (label, digest, hash) = (p.label.clone(), p.flight, p.hash);
         let started = Instant::now();
         let sent = AssertUnwindSafe(self.send_one(p, out, permit, slot))
             .catch_unwind()

@@ -16,41 +16,78 @@ impl Shared {
         permit: Option<Permit>,
         slot: &mut Slot,
     ) {
-        let digest = p.key.digest();
+        let digest = p.flight;
         let request_started = Instant::now();
         let mut l = self.line(p.label.clone(), request_started, Outcome::Failed);
         l.content_hash = Some(p.hash.to_string());
         l.idempotency_salt = p.salt.clone();
         l.bytes_in = p.bytes_in;
+        l.pattern_id = p.pattern_id.clone();
+        l.pattern_version = Some(p.key.pattern_version);
+        l.class = p.class.clone();
+        l.classify_job_id = p.classify_job_id.clone();
         let mut paced = Duration::ZERO;
         // The round trip of the accepted ingest: the concurrency signal of `--concurrency
         // auto`. The whole input's time is not: a job's own time varies widely, and a
         // poll answered 503 with `Retry-After: 1` would read as a congested service.
         let mut ingest_rtt = None;
-        let result = match &self.deduper {
-            Some(d) => {
-                d.run(&p.key, || {
-                    self.ingest_and_wait(&p, &mut l, slot, &mut paced, &mut ingest_rtt)
-                })
+        let (mut key, mut pattern_id) = (p.key.clone(), p.pattern_id.clone());
+        let mut result = self
+            .stage(
+                &p,
+                (&key, &pattern_id),
+                &mut l,
+                slot,
+                &mut paced,
+                &mut ingest_rtt,
+            )
+            .await;
+        if p.classify {
+            // Stage one was the classification: its class picks the extraction pattern.
+            match self
+                .after_classify(&p, result, &mut l, request_started)
                 .await
-            }
-            None => self
-                .ingest_and_wait(&p, &mut l, slot, &mut paced, &mut ingest_rtt)
-                .await
-                .map(|job| (job, Role::Leader))
-                .map_err(Arc::new),
-        };
-        if let Some(permit) = permit {
-            match &result {
-                Ok(_) => match ingest_rtt {
-                    Some(rtt) => permit.success_with_latency(rtt),
-                    // Answered by another worker: no sample of this service's latency.
-                    None => permit.ignore(),
-                },
-                Err(e) if e.is_rate_limited() || e.is_timeout() => permit.dropped(),
-                Err(_) => permit.ignore(),
+            {
+                Next::Done(line, error) => {
+                    settle(permit, error.as_deref(), ingest_rtt);
+                    let mut line = *line;
+                    line.waited_ms = Some(paced.as_millis() as u64);
+                    return self.finish(out, &digest, line).await;
+                }
+                Next::Cached(hit) => {
+                    settle(permit, None, ingest_rtt);
+                    l.status = if p.repeat {
+                        Outcome::Duplicate
+                    } else {
+                        Outcome::Cached
+                    };
+                    l.job_id = hit.job_id.clone();
+                    l.manifest = Some(hit.manifest.to_value());
+                    l.latency_ms = (p.prep + request_started.elapsed()).as_millis() as u64;
+                    l.waited_ms = Some(paced.as_millis() as u64);
+                    return self.finish(out, &digest, l).await;
+                }
+                Next::Extract(k) => {
+                    // `attempts` is the extraction's, as the report reads more than one
+                    // as a retry; the classification's 429s and waits stay counted in
+                    // `rate_limited` and `waited_ms`.
+                    l.attempts = 0;
+                    key = k;
+                    pattern_id = key.pattern_id.clone();
+                    result = self
+                        .stage(
+                            &p,
+                            (&key, &pattern_id),
+                            &mut l,
+                            slot,
+                            &mut paced,
+                            &mut ingest_rtt,
+                        )
+                        .await;
+                }
             }
         }
+        settle(permit, result.as_ref().err().map(|e| &**e), ingest_rtt);
         match result {
             Ok((job, role)) => {
                 let manifest = job.manifest.unwrap_or(Manifest::Json(Default::default()));
@@ -70,9 +107,11 @@ impl Shared {
                 };
                 l.job_id = Some(job.id.clone());
                 l.manifest = Some(manifest.to_value());
+                l.pattern_id = pattern_id;
+                l.pattern_version = Some(key.pattern_version);
                 if let Some(cache) = &self.cache {
-                    let value = CachedResult::new(manifest, Some(job.id), p.key.pattern_version);
-                    cache.put(&p.key, Arc::new(value), self.cache_ttl).await;
+                    let value = CachedResult::new(manifest, Some(job.id), key.pattern_version);
+                    cache.put(&key, Arc::new(value), self.cache_ttl).await;
                 }
             }
             Err(e) => l.error = Some(ErrorInfo::from(&*e)),
@@ -80,6 +119,80 @@ impl Shared {
         l.latency_ms = (p.prep + request_started.elapsed()).as_millis() as u64;
         l.waited_ms = Some(paced.as_millis() as u64);
         self.finish(out, &digest, l).await;
+    }
+
+    /// One ingest-and-wait for `key` with `pattern_id` (through the cross-worker
+    /// deduper when there is one): every attempt passes the limiters.
+    async fn stage(
+        &self,
+        p: &Prepared,
+        (key, pattern_id): (&CacheKey, &str),
+        l: &mut ResultLine,
+        slot: &mut Slot,
+        paced: &mut Duration,
+        ingest_rtt: &mut Option<Duration>,
+    ) -> Result<(Job, Role), Arc<Error>> {
+        match &self.deduper {
+            Some(d) => {
+                d.run(key, || {
+                    self.ingest_and_wait(p, (key, pattern_id), l, slot, paced, ingest_rtt)
+                })
+                .await
+            }
+            None => self
+                .ingest_and_wait(p, (key, pattern_id), l, slot, paced, ingest_rtt)
+                .await
+                .map(|job| (job, Role::Leader))
+                .map_err(Arc::new),
+        }
+    }
+
+    /// What follows a classification: its result cached, the class on the line, and
+    /// either the extraction to run, its result from the cache, or a finished line (the
+    /// classification failed, or no route takes the class).
+    async fn after_classify(
+        &self,
+        p: &Prepared,
+        result: Result<(Job, Role), Arc<Error>>,
+        l: &mut ResultLine,
+        started: Instant,
+    ) -> Next {
+        l.classify_job_id = l.job_id.take();
+        let job = match result {
+            Ok((job, _)) => job,
+            Err(e) => {
+                let mut line = l.clone();
+                line.error = Some(ErrorInfo::from(&*e));
+                line.latency_ms = (p.prep + started.elapsed()).as_millis() as u64;
+                return Next::Done(Box::new(line), Some(e));
+            }
+        };
+        l.classify_job_id = Some(job.id.clone());
+        let manifest = job.manifest.unwrap_or(Manifest::Json(Default::default()));
+        let classified = self.classified(&manifest.to_value());
+        if let Some(cache) = &self.cache {
+            let value = CachedResult::new(manifest, Some(job.id), p.key.pattern_version);
+            cache.put(&p.key, Arc::new(value), self.cache_ttl).await;
+        }
+        tracing::debug!(class = classified.class.as_deref(), "classified");
+        l.class = classified.class.clone();
+        let Some(pattern_id) = classified.pattern_id else {
+            let no_route =
+                self.no_route_line(p.label.clone(), started, classified.class.as_deref(), true);
+            let mut line = l.clone();
+            line.error = no_route.error;
+            line.latency_ms = (p.prep + started.elapsed()).as_millis() as u64;
+            return Next::Done(Box::new(line), None);
+        };
+        let key = self.key_for(p.hash, &pattern_id);
+        l.pattern_id = pattern_id;
+        l.pattern_version = Some(key.pattern_version);
+        if let Some(cache) = &self.cache {
+            if let Some(hit) = cache.get(&key).await {
+                return Next::Cached(hit);
+            }
+        }
+        Next::Extract(key)
     }
 
     /// The quota's error, once the service said it is gone.
@@ -142,6 +255,7 @@ impl Shared {
     pub(super) async fn ingest_and_wait(
         &self,
         p: &Prepared,
+        (key, pattern_id): (&CacheKey, &str),
         l: &mut ResultLine,
         slot: &mut Slot,
         paced: &mut Duration,
@@ -153,10 +267,11 @@ impl Shared {
             // The whole cache key: a new pattern version or other settings make a new job;
             // a salt makes a new job for an input whose job failed.
             content_hash: Some(match &p.salt {
-                Some(salt) => ContentHash::of(format!("{}:{salt}", p.key.digest()).as_bytes()),
-                None => p.key.digest(),
+                Some(salt) => ContentHash::of(format!("{}:{salt}", key.digest()).as_bytes()),
+                None => key.digest(),
             }),
-            file_name: None,
+            // The base name only: the client drops directories and quotes the rest.
+            file_name: p.file_name.clone(),
             single_attempt: true,
         };
         let started = Instant::now();
@@ -192,14 +307,10 @@ impl Shared {
                     }
                     l.bytes_sent = bytes.len() as u64;
                     self.client
-                        .ingest_bytes(&self.pattern_id, bytes.clone(), opts.clone())
+                        .ingest_bytes(pattern_id, bytes.clone(), opts.clone())
                         .await
                 }
-                Payload::Url(url) => {
-                    self.client
-                        .ingest_url(&self.pattern_id, url, opts.clone())
-                        .await
-                }
+                Payload::Url(url) => self.client.ingest_url(pattern_id, url, opts.clone()).await,
             };
             let e = match sent {
                 Ok(a) => {
@@ -300,12 +411,35 @@ impl Shared {
             }
             if r.manifest.is_some() {
                 return Ok(Job {
-                    pattern_id: Some(self.pattern_id.clone()),
+                    pattern_id: Some(pattern_id.to_owned()),
                     manifest: r.manifest,
                     ..Job::new(r.job_id, r.status)
                 });
             }
         }
-        self.wait_job(&r.job_id, slot).await
+        self.wait_job(&r.job_id, pattern_id, slot).await
     }
+}
+
+/// Tells `--concurrency auto` how the input's requests went: the round trip of its
+/// accepted ingest, or a rate limit or timeout (congestion); anything else, or an answer
+/// from another worker (no sample of this service's latency), is ignored.
+fn settle(permit: Option<Permit>, error: Option<&Error>, ingest_rtt: Option<Duration>) {
+    let Some(permit) = permit else { return };
+    match (error, ingest_rtt) {
+        (Some(e), _) if e.is_rate_limited() || e.is_timeout() => permit.dropped(),
+        (None, Some(rtt)) => permit.success_with_latency(rtt),
+        _ => permit.ignore(),
+    }
+}
+
+/// What comes after a classification (see [`Shared::after_classify`]).
+enum Next {
+    /// The input's line is ready: the classification failed (with its error), or no
+    /// route takes the class.
+    Done(Box<ResultLine>, Option<Arc<Error>>),
+    /// Extract with this key.
+    Extract(CacheKey),
+    /// The extraction's result, from the cache.
+    Cached(Arc<CachedResult>),
 }

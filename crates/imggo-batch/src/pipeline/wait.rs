@@ -7,7 +7,12 @@ impl Shared {
     /// The finished job `job_id`: by webhook (the slot given up meanwhile) with polling as
     /// the fallback, or by polling alone.
     #[cfg_attr(not(feature = "webhook"), allow(unused_variables))]
-    pub(super) async fn wait_job(&self, job_id: &str, slot: &mut Slot) -> Result<Job, Error> {
+    pub(super) async fn wait_job(
+        &self,
+        job_id: &str,
+        pattern_id: &str,
+        slot: &mut Slot,
+    ) -> Result<Job, Error> {
         tracing::debug!(
             job_id = %job_id,
             by = match &self.wait {
@@ -28,7 +33,7 @@ impl Shared {
                 .release_during(router.wait(job_id, *fallback_after))
                 .await
             {
-                Some(ev) => WebhookRouter::job_from_event(ev, &self.pattern_id),
+                Some(ev) => WebhookRouter::job_from_event(ev, pattern_id),
                 None => self.poll(job_id, poll).await,
             },
         }

@@ -14,6 +14,9 @@ use imggo::{
     ResumeKey, Run, RunSpec, Started, WebhookSpec,
 };
 
+use imggo::route::split_assignment;
+use imggo::ClassifySpec;
+
 use super::common::{seconds, usage_error, Connection, FileConfig};
 use super::progress::Progress;
 
@@ -24,9 +27,31 @@ pub struct Args {
     /// `-` (the same list on stdin), or http(s) URLs (sent by URL, never downloaded).
     #[arg(required = true)]
     pub inputs: Vec<String>,
-    /// The pattern to run every input with.
+    /// The pattern to run every input with; with --route or --classify, the fallback for
+    /// inputs they do not route.
     #[arg(long, env = "IMGGO_PATTERN")]
     pub pattern: Option<String>,
+    /// Route by name (repeatable, the first match wins): inputs whose route name matches
+    /// GLOB run with PATTERN_ID. The route name is the path relative to the directory
+    /// argument, the file name of a file argument, or the path of a URL; `*` stays in one
+    /// path component, `**` crosses them.
+    #[arg(long = "route", value_name = "GLOB=PATTERN_ID")]
+    pub route: Vec<String>,
+    /// Classify each input no --route takes with this pattern first; the class at
+    /// --class-field in its manifest picks the pattern (--route-class).
+    #[arg(long, value_name = "PATTERN_ID", requires = "class_field")]
+    pub classify: Option<String>,
+    /// Where the class is in the classification manifest: a field, or a dotted path.
+    #[arg(long, value_name = "FIELD", requires = "classify")]
+    pub class_field: Option<String>,
+    /// Inputs of class VALUE run with PATTERN_ID (repeatable); another class runs with
+    /// --pattern, or fails NO_ROUTE without it.
+    #[arg(
+        long = "route-class",
+        value_name = "VALUE=PATTERN_ID",
+        requires = "classify"
+    )]
+    pub route_class: Vec<String>,
     #[command(flatten)]
     pub conn: Connection,
     /// Concurrent uploads: a number, or `auto` to adapt to the service.
@@ -139,7 +164,7 @@ async fn run_async(args: Args) -> ExitCode {
         }
     };
     let pacer = pipeline.pacer();
-    let run = pipeline.run(Inputs::new(args.inputs.clone()));
+    let run = pipeline.run(Inputs::new(args.inputs.clone()).routed());
     let ended = drive(&args, run, &mut journal, &tracker, &pacer).await;
     started.cleanup().await;
     finish(&args, ended, &mut started)
@@ -157,13 +182,16 @@ async fn start(args: &Args, tracker: Arc<Tracker>) -> Result<Started, Error> {
 
 /// What the flags ask for, as plain data; the checks of `RunSpec::start` come after.
 fn spec(args: &Args, file: &FileConfig) -> Result<RunSpec, Error> {
+    let routing = !args.route.is_empty() || args.classify.is_some();
     let pattern = args
         .pattern
         .clone()
         .or_else(|| file.pattern.clone())
-        .ok_or_else(|| Error::Config("--pattern is required".into()))?;
+        .or_else(|| routing.then(String::new))
+        .ok_or_else(|| Error::Config("--pattern is required (or --route / --classify)".into()))?;
     let (endpoints, api_key, timeout) = args.conn.resolve(file)?;
     let mut spec = RunSpec::new(pattern, api_key);
+    routes(args, &mut spec)?;
     spec.endpoints = endpoints;
     spec.timeout = timeout;
     spec.cache = args
@@ -190,6 +218,28 @@ fn spec(args: &Args, file: &FileConfig) -> Result<RunSpec, Error> {
         ..AlertSinks::default()
     };
     Ok(spec)
+}
+
+/// `--route`, `--classify`, `--class-field`, `--route-class`.
+fn routes(args: &Args, spec: &mut RunSpec) -> Result<(), Error> {
+    spec.routes = args
+        .route
+        .iter()
+        .map(|r| split_assignment("--route", r))
+        .collect::<Result<_, _>>()?;
+    spec.classify = match &args.classify {
+        Some(pattern_id) => Some(ClassifySpec {
+            pattern_id: pattern_id.clone(),
+            field: args.class_field.clone().unwrap_or_default(),
+            classes: args
+                .route_class
+                .iter()
+                .map(|r| split_assignment("--route-class", r))
+                .collect::<Result<_, _>>()?,
+        }),
+        None => None,
+    };
+    Ok(())
 }
 
 /// `--concurrency N|auto`.
@@ -247,6 +297,7 @@ async fn open(args: &Args, pipeline: Pipeline) -> Result<(Pipeline, Journal), St
         ResumeKey::new(pipeline.pattern_id())
             .version(version)
             .settings(pipeline.settings().to_string())
+            .routed(pipeline.pattern_versions())
     });
     let (mut journal, done) =
         Journal::open(&args.out, resume.as_ref()).map_err(|e| e.to_string())?;

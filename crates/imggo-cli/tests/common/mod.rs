@@ -13,8 +13,15 @@ use imggo::{Report, ResultLine};
 /// an environment that holds no key, endpoint, pattern, cache, limiter, config file or
 /// `RUST_LOG` of the machine's.
 pub fn imggo_run(endpoint: &str, pattern: &str, key: &str, out: &Path, extra: &[&str]) -> Command {
+    let mut args = vec!["--pattern", pattern];
+    args.extend_from_slice(extra);
+    imggo_run_routed(endpoint, key, out, &args)
+}
+
+/// [`imggo_run`] without `--pattern`: a run routed by `--route` or `--classify` alone.
+pub fn imggo_run_routed(endpoint: &str, key: &str, out: &Path, extra: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_imggo"));
-    c.args(["run", "--pattern", pattern, "--endpoint", endpoint])
+    c.args(["run", "--endpoint", endpoint])
         .args(["--api-key", key, "--out"])
         .arg(out)
         .args(extra)
