@@ -26,22 +26,9 @@ impl Shared {
         l.pattern_version = Some(p.key.pattern_version);
         l.class = p.class.clone();
         l.classify_job_id = p.classify_job_id.clone();
-        let mut paced = Duration::ZERO;
-        // The round trip of the accepted ingest: the concurrency signal of `--concurrency
-        // auto`. The whole input's time is not: a job's own time varies widely, and a
-        // poll answered 503 with `Retry-After: 1` would read as a congested service.
-        let mut ingest_rtt = None;
-        let (mut key, mut pattern_id) = (p.key.clone(), p.pattern_id.clone());
-        let mut result = self
-            .stage(
-                &p,
-                (&key, &pattern_id),
-                &mut l,
-                slot,
-                &mut paced,
-                &mut ingest_rtt,
-            )
-            .await;
+        let mut spent = Spent::default();
+        let mut key = p.key.clone();
+        let mut result = self.stage(&p, &key, &mut l, slot, &mut spent).await;
         if p.classify {
             // Stage one was the classification: its class picks the extraction pattern.
             match self
@@ -49,13 +36,13 @@ impl Shared {
                 .await
             {
                 Next::Done(line, error) => {
-                    settle(permit, error.as_deref(), ingest_rtt);
+                    settle(permit, error.as_deref(), spent.ingest_rtt);
                     let mut line = *line;
-                    line.waited_ms = Some(paced.as_millis() as u64);
+                    line.waited_ms = Some(spent.paced.as_millis() as u64);
                     return self.finish(out, &digest, line).await;
                 }
                 Next::Cached(hit) => {
-                    settle(permit, None, ingest_rtt);
+                    settle(permit, None, spent.ingest_rtt);
                     l.status = if p.repeat {
                         Outcome::Duplicate
                     } else {
@@ -64,7 +51,7 @@ impl Shared {
                     l.job_id = hit.job_id.clone();
                     l.manifest = Some(hit.manifest.to_value());
                     l.latency_ms = (p.prep + request_started.elapsed()).as_millis() as u64;
-                    l.waited_ms = Some(paced.as_millis() as u64);
+                    l.waited_ms = Some(spent.paced.as_millis() as u64);
                     return self.finish(out, &digest, l).await;
                 }
                 Next::Extract(k) => {
@@ -73,21 +60,15 @@ impl Shared {
                     // `rate_limited` and `waited_ms`.
                     l.attempts = 0;
                     key = k;
-                    pattern_id = key.pattern_id.clone();
-                    result = self
-                        .stage(
-                            &p,
-                            (&key, &pattern_id),
-                            &mut l,
-                            slot,
-                            &mut paced,
-                            &mut ingest_rtt,
-                        )
-                        .await;
+                    result = self.stage(&p, &key, &mut l, slot, &mut spent).await;
                 }
             }
         }
-        settle(permit, result.as_ref().err().map(|e| &**e), ingest_rtt);
+        settle(
+            permit,
+            result.as_ref().err().map(|e| &**e),
+            spent.ingest_rtt,
+        );
         match result {
             Ok((job, role)) => {
                 let manifest = job.manifest.unwrap_or(Manifest::Json(Default::default()));
@@ -107,7 +88,7 @@ impl Shared {
                 };
                 l.job_id = Some(job.id.clone());
                 l.manifest = Some(manifest.to_value());
-                l.pattern_id = pattern_id;
+                l.pattern_id = key.pattern_id.clone();
                 l.pattern_version = Some(key.pattern_version);
                 if let Some(cache) = &self.cache {
                     let value = CachedResult::new(manifest, Some(job.id), key.pattern_version);
@@ -117,30 +98,27 @@ impl Shared {
             Err(e) => l.error = Some(ErrorInfo::from(&*e)),
         }
         l.latency_ms = (p.prep + request_started.elapsed()).as_millis() as u64;
-        l.waited_ms = Some(paced.as_millis() as u64);
+        l.waited_ms = Some(spent.paced.as_millis() as u64);
         self.finish(out, &digest, l).await;
     }
 
-    /// One ingest-and-wait for `key` with `pattern_id` (through the cross-worker
+    /// One ingest-and-wait for `key` with its pattern (through the cross-worker
     /// deduper when there is one): every attempt passes the limiters.
     async fn stage(
         &self,
         p: &Prepared,
-        (key, pattern_id): (&CacheKey, &str),
+        key: &CacheKey,
         l: &mut ResultLine,
         slot: &mut Slot,
-        paced: &mut Duration,
-        ingest_rtt: &mut Option<Duration>,
+        spent: &mut Spent,
     ) -> Result<(Job, Role), Arc<Error>> {
         match &self.deduper {
             Some(d) => {
-                d.run(key, || {
-                    self.ingest_and_wait(p, (key, pattern_id), l, slot, paced, ingest_rtt)
-                })
-                .await
+                d.run(key, || self.ingest_and_wait(p, key, l, slot, spent))
+                    .await
             }
             None => self
-                .ingest_and_wait(p, (key, pattern_id), l, slot, paced, ingest_rtt)
+                .ingest_and_wait(p, key, l, slot, spent)
                 .await
                 .map(|job| (job, Role::Leader))
                 .map_err(Arc::new),
@@ -255,12 +233,12 @@ impl Shared {
     pub(super) async fn ingest_and_wait(
         &self,
         p: &Prepared,
-        (key, pattern_id): (&CacheKey, &str),
+        key: &CacheKey,
         l: &mut ResultLine,
         slot: &mut Slot,
-        paced: &mut Duration,
-        ingest_rtt: &mut Option<Duration>,
+        spent: &mut Spent,
     ) -> Result<Job, Error> {
+        let pattern_id = key.pattern_id.as_str();
         let opts = IngestOptions {
             idempotency_key: None,
             extras: self.extras.clone(),
@@ -290,7 +268,7 @@ impl Shared {
                 .await
                 .map_err(|e| self.limit_error(e))?;
             let waited = waiting.elapsed();
-            *paced += waited;
+            spent.paced += waited;
             l.attempts += 1;
             if waited >= Duration::from_millis(1) {
                 tracing::debug!(
@@ -314,7 +292,7 @@ impl Shared {
             };
             let e = match sent {
                 Ok(a) => {
-                    *ingest_rtt = Some(sending.elapsed());
+                    spent.ingest_rtt = Some(sending.elapsed());
                     // Recorded once: a text log repeats a field recorded again.
                     p.span.record("attempt", l.attempts);
                     p.span.record("job_id", field::display(&a.response.job_id));
@@ -363,7 +341,7 @@ impl Shared {
                     );
                     let waiting = Instant::now();
                     slot.release_while(self.sleep_unless_quota(floor)).await;
-                    *paced += waiting.elapsed();
+                    spent.paced += waiting.elapsed();
                 }
                 // The key makes a re-send safe: an answer that could not be read (a
                 // proxy's page, a body over the cap) is sent again, a few times.
@@ -424,6 +402,17 @@ impl Shared {
 /// Tells `--concurrency auto` how the input's requests went: the round trip of its
 /// accepted ingest, or a rate limit or timeout (congestion); anything else, or an answer
 /// from another worker (no sample of this service's latency), is ignored.
+/// What an input's sends spent, over its stages.
+#[derive(Debug, Default)]
+pub(super) struct Spent {
+    /// Time waited for the limiters and out 429s' `Retry-After` (`waited_ms`).
+    paced: Duration,
+    /// The round trip of the accepted ingest: the concurrency signal of `--concurrency
+    /// auto`. The whole input's time is not: a job's own time varies widely, and a poll
+    /// answered 503 with `Retry-After: 1` would read as a congested service.
+    ingest_rtt: Option<Duration>,
+}
+
 fn settle(permit: Option<Permit>, error: Option<&Error>, ingest_rtt: Option<Duration>) {
     let Some(permit) = permit else { return };
     match (error, ingest_rtt) {
