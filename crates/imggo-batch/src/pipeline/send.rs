@@ -114,11 +114,11 @@ impl Shared {
     ) -> Result<(Job, Role), Arc<Error>> {
         match &self.deduper {
             Some(d) => {
-                d.run(key, || self.ingest_and_wait(p, key, l, slot, spent))
+                d.run(key, || self.ingest_and_wait((p, key), l, slot, spent))
                     .await
             }
             None => self
-                .ingest_and_wait(p, key, l, slot, spent)
+                .ingest_and_wait((p, key), l, slot, spent)
                 .await
                 .map(|job| (job, Role::Leader))
                 .map_err(Arc::new),
@@ -232,8 +232,7 @@ impl Shared {
 
     pub(super) async fn ingest_and_wait(
         &self,
-        p: &Prepared,
-        key: &CacheKey,
+        (p, key): (&Prepared, &CacheKey),
         l: &mut ResultLine,
         slot: &mut Slot,
         spent: &mut Spent,
