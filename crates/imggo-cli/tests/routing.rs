@@ -5,6 +5,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use imggo::core::{ContentHash, Outcome};
 use imggo::emulator::{Config, Emulator, Handle};
@@ -33,6 +34,19 @@ fn classifier(handle: &Handle) -> String {
         "doc_type": {"type": "string", "enum": CLASSES}
     }});
     handle.create_pattern("doc classifier", Some(schema)).id
+}
+
+/// `imggo run` that classifies with `classify` by its `doc_type`, quietly, plus `extra`.
+fn run_classified(handle: &Handle, out: &Path, classify: &str, extra: &[&str]) -> Command {
+    let mut args = vec![
+        "--classify",
+        classify,
+        "--class-field",
+        "doc_type",
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    imggo_run_routed(&handle.base_url(), KEY, out, &args)
 }
 
 /// The pattern that made a line's manifest, as the emulator wrote it there.
@@ -175,23 +189,18 @@ async fn classify_routes_the_47_corpus_images_by_class_and_caches_the_class() {
     let out = dir.path().join("results.jsonl");
     let run = |out: &Path, per_class: &BTreeMap<&str, String>| {
         let mut args: Vec<String> = vec![
-            "--classify".into(),
-            classify.clone(),
-            "--class-field".into(),
-            "doc_type".into(),
             "--pattern".into(),
             fallback.clone(),
             "--cache".into(),
             cache.clone(),
             "--no-optimize".into(),
-            "--quiet".into(),
         ];
         for (c, p) in per_class {
             args.extend(["--route-class".into(), format!("{c}={p}")]);
         }
         args.push(root.display().to_string());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        imggo_run_routed(&handle.base_url(), KEY, out, &args)
+        run_classified(&handle, out, &classify, &args)
     };
 
     let o = output(run(&out, &per_class)).await;
@@ -262,17 +271,8 @@ async fn an_unknown_class_without_fallback_fails_no_route_naming_the_class() {
     let out = dir.path().join("results.jsonl");
     let route = format!("invoice={inv}");
     let root_arg = root.display().to_string();
-    let args = [
-        "--classify",
-        &classify,
-        "--class-field",
-        "doc_type",
-        "--route-class",
-        &route,
-        "--quiet",
-        &root_arg,
-    ];
-    let o = output(imggo_run_routed(&handle.base_url(), KEY, &out, &args)).await;
+    let args = ["--route-class", &route, &root_arg];
+    let o = output(run_classified(&handle, &out, &classify, &args)).await;
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let got = by_name(lines(&out));
     assert_eq!(got.len(), 2);
@@ -307,20 +307,9 @@ async fn classifications_pass_the_rate_limit_like_every_ingest() {
     let fallback = pattern(&handle, "fallback");
     let out = dir.path().join("results.jsonl");
     let root_arg = root.display().to_string();
-    let args = [
-        "--classify",
-        &classify,
-        "--class-field",
-        "doc_type",
-        "--pattern",
-        &fallback,
-        "--rps",
-        "8",
-        "--quiet",
-        &root_arg,
-    ];
+    let args = ["--pattern", &fallback, "--rps", "8", &root_arg];
     let started = std::time::Instant::now();
-    let o = output(imggo_run_routed(&handle.base_url(), KEY, &out, &args)).await;
+    let o = output(run_classified(&handle, &out, &classify, &args)).await;
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     // 16 ingests (8 classifications, 8 extractions), one per 125 ms at most: a closed
     // one-second window holds at most 9 (both of its ends).
@@ -338,7 +327,7 @@ async fn classifications_pass_the_rate_limit_like_every_ingest() {
 async fn the_demo_routes_by_class_fires_and_clears_an_alert_and_writes_a_report() {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("demo.html");
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_imggo"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_imggo"));
     cmd.args(["demo", "--docs", "24", "--photos", "0", "--duplicates", "2"])
         .args(["--latency", "20", "--fail-503", "0", "--report"])
         .arg(&report)
@@ -372,17 +361,8 @@ async fn uploads_carry_the_base_name_even_a_hostile_one() {
     let fallback = pattern(&handle, "fallback");
     let out = dir.path().join("results.jsonl");
     let root_arg = root.display().to_string();
-    let args = [
-        "--classify",
-        &classify,
-        "--class-field",
-        "doc_type",
-        "--pattern",
-        &fallback,
-        "--quiet",
-        &root_arg,
-    ];
-    let o = output(imggo_run_routed(&handle.base_url(), KEY, &out, &args)).await;
+    let args = ["--pattern", &fallback, &root_arg];
+    let o = output(run_classified(&handle, &out, &classify, &args)).await;
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let got = lines(&out);
     assert_eq!(got.len(), 1);
@@ -412,19 +392,14 @@ async fn resume_skips_inputs_a_routed_run_finished() {
     let args = [
         "--route",
         &glob,
-        "--classify",
-        &classify,
-        "--class-field",
-        "doc_type",
         "--route-class",
         &route_class,
         "--pattern",
         &fallback,
-        "--quiet",
         "--resume",
         &root_arg,
     ];
-    let o = output(imggo_run_routed(&handle.base_url(), KEY, &out, &args)).await;
+    let o = output(run_classified(&handle, &out, &classify, &args)).await;
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let first = by_name(lines(&out));
     assert_eq!(first["invoice-0.jpg"].pattern_id, inv);
@@ -437,7 +412,7 @@ async fn resume_skips_inputs_a_routed_run_finished() {
     assert_eq!(jobs, 5);
 
     // The cache is off: only the results file says these are done.
-    let o = output(imggo_run_routed(&handle.base_url(), KEY, &out, &args)).await;
+    let o = output(run_classified(&handle, &out, &classify, &args)).await;
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(handle.stats().jobs_created, jobs, "nothing sent again");
     assert_eq!(lines(&out).len(), 3);

@@ -676,7 +676,11 @@ impl Core {
         while self.rtts.len() > RTT_SAMPLES {
             self.rtts.pop_front();
         }
-        let mut recent: Vec<Duration> = self.rtts.iter().copied().collect();
+        let mut recent = [Duration::ZERO; RTT_SAMPLES];
+        let recent = &mut recent[..self.rtts.len()];
+        for (slot, r) in recent.iter_mut().zip(&self.rtts) {
+            *slot = *r;
+        }
         let mid = recent.len() / 2;
         let typical = *recent.select_nth_unstable(mid).1;
         sent + rtt.saturating_sub(typical)
@@ -767,7 +771,7 @@ impl Core {
         self.record(sent, arrived, ok);
         if ok {
             self.accepted += 1;
-            self.first_accept = Some(self.first_accept.map_or(sent, |f| f.min(sent)));
+            self.first_accept = Some(self.first_accept.map_or(arrived, |f| f.min(arrived)));
             self.last_accept = Some(self.last_accept.map_or(arrived, |l| l.max(arrived)));
             // Nothing was sent after it yet: the next send keeps one interval from when
             // it arrived.
